@@ -1,0 +1,104 @@
+"""Reading the files users actually have: config JSONs and weights (.safetensors, .bin, sharded indexes)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .mapping import ConversionError
+
+
+def read_json(path: Path, required: bool = True) -> dict | None:
+    if not path.is_file():
+        if required:
+            raise ConversionError(f"{path} not found (expected in the checkpoint folder)")
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConversionError(f"{path}: not valid JSON ({e})") from None
+
+
+def find_weights(folder: Path, candidates: list[str]) -> list[Path]:
+    """The first candidate present; a ``*.index.json`` expands to its shards."""
+    if not folder.is_dir():
+        raise ConversionError(f"{folder}: not a folder")
+    for name in candidates:
+        p = folder / name
+        if p.is_file():
+            if name.endswith(".index.json"):
+                index = read_json(p)
+                shards = sorted(set(index.get("weight_map", {}).values()))
+                if not shards:
+                    raise ConversionError(f"{p}: no 'weight_map' entries")
+                paths = [folder / s for s in shards]
+                absent = [str(s) for s in paths if not s.is_file()]
+                if absent:
+                    raise ConversionError(f"{p}: shards missing: {absent}")
+                return paths
+            return [p]
+    raise ConversionError(f"{folder}: no weight file found; looked for {candidates}")
+
+
+def _to_numpy(t) -> np.ndarray:
+    import torch
+
+    if t.is_floating_point():
+        t = t.to(torch.float32)
+    return t.detach().cpu().numpy()
+
+
+def load_state_dict(paths: list[Path]) -> dict[str, np.ndarray]:
+    """All tensors of the weight files as float32 numpy arrays (``.bin`` read with ``weights_only=True``)."""
+    import torch
+
+    out: dict[str, np.ndarray] = {}
+    for p in paths:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            try:
+                tensors = load_file(str(p))
+            except Exception as e:
+                raise ConversionError(f"{p}: cannot read safetensors file ({e})") from None
+        else:
+            try:
+                obj = torch.load(str(p), map_location="cpu", weights_only=True)
+            except Exception as e:
+                raise ConversionError(f"{p}: cannot load with torch.load(weights_only=True) ({e})") from None
+            # training checkpoints nest the weights; DDP prefixes them with "module."
+            if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+                obj = obj["state_dict"]
+            if not isinstance(obj, dict):
+                raise ConversionError(f"{p}: expected a state dict, found {type(obj).__name__}")
+            tensors = {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
+        for k, v in tensors.items():
+            if not hasattr(v, "is_floating_point"):
+                raise ConversionError(f"{p}: entry {k!r} is a {type(v).__name__}, not a tensor")
+            out[k] = _to_numpy(v)
+    return out
+
+
+def sha256(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def input_size_of(value, what: str) -> int:
+    """HF processors store sizes as an int or a dict ({height, width} | {shortest_edge})."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, dict):
+        if "shortest_edge" in value:
+            return int(value["shortest_edge"])
+        if "height" in value and "width" in value:
+            if value["height"] != value["width"]:
+                raise ConversionError(f"{what}: non-square size {value} is not supported")
+            return int(value["height"])
+    raise ConversionError(f"{what}: cannot read a size from {value!r}")

@@ -1,0 +1,143 @@
+"""Conversion and the parity check against the original PyTorch code."""
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxprobe.encoders import build_module, checkpoint, load
+from jaxprobe.encoders.registry import FAMILY_OF_NAME, NAME_OF_FAMILY
+
+from . import biomedclip, chexagent, rad_dino
+from .mapping import ConversionError, apply_rules, check_against
+
+FAMILIES = {"rad_dino": rad_dino, "chexagent": chexagent, "biomedclip": biomedclip}
+DEFAULT_TOLERANCE = 1e-5  # relative error ||flax - torch|| / ||torch||, float32 on CPU
+PARITY_FILE = "parity.json"
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for mod in ("jax", "flax", "numpy", "torch", "transformers", "open_clip", "timm"):
+        try:
+            out[mod] = importlib.import_module(mod).__version__
+        except Exception:  # a missing optional library is recorded as such, not fatal here
+            out[mod] = "not installed"
+    return out
+
+
+def _family(name: str):
+    if name not in FAMILIES:
+        raise ConversionError(f"unknown encoder {name!r}; expected one of {sorted(FAMILIES)}")
+    return FAMILIES[name]
+
+
+def convert_params(name: str, src: str | Path):
+    """Read the original files and map them onto the Flax module; returns (source, params)."""
+    fam = _family(name)
+    src = Path(src)
+    source = fam.read_source(src)
+    params = apply_rules(source.state_dict, fam.rules(source.config), ignore=fam.ignore,
+                         source=", ".join(map(str, source.weight_files)))
+    from flax import nnx
+
+    abstract = nnx.to_pure_dict(nnx.state(nnx.eval_shape(lambda: build_module(source.config)), nnx.Param))
+    check_against(params, abstract, str(src))
+    return source, params
+
+
+def convert(name: str, src: str | Path, out: str | Path, *, parity: bool = True, tolerance: float = DEFAULT_TOLERANCE,
+            n_images: int = 3, nonnative_size: int | None = None, seed: int = 0, log=print) -> dict[str, Any]:
+    """Port ``src`` to ``out`` (Orbax params + encoder.json); run and write the parity check unless disabled."""
+    from . import files
+
+    source, params = convert_params(name, src)
+    provenance = {
+        "name": name,
+        "src": str(Path(src).absolute()),
+        "weight_files": [p.name for p in source.weight_files],
+        "sha256": files.sha256(source.weight_files),
+        "spec_source": source.spec_source,
+        "converted_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+    }
+    checkpoint.save(out, params, source.config, source.spec, provenance)
+    log(f"converted {name}: {sum(v.size for v in _leaves(params)) / 1e6:.1f}M parameters -> {out} "
+        f"(preprocessing from {source.spec_source})")
+    if not parity:
+        return {"passed": None, "skipped": True}
+    return verify(out, src, tolerance=tolerance, n_images=n_images, nonnative_size=nonnative_size, seed=seed, log=log)
+
+
+def _leaves(tree):
+    for v in tree.values():
+        yield from (_leaves(v) if isinstance(v, dict) else [v])
+
+
+def _errors(ours: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    ours = np.asarray(ours, np.float64)
+    ref = np.asarray(ref, np.float64)
+    if ours.shape != ref.shape:
+        raise AssertionError(f"shape mismatch: flax {ours.shape} vs torch {ref.shape}")
+    diff = ours - ref
+    return {"max_abs": float(np.abs(diff).max()), "rel": float(np.linalg.norm(diff) / np.linalg.norm(ref)),
+            "max_abs_ref": float(np.abs(ref).max())}
+
+
+def default_nonnative_size(native: int, patch: int) -> int:
+    """Three quarters of the native size, on the patch grid: exercises position-embedding resampling."""
+    return max(patch, int(round(0.75 * native / patch)) * patch)
+
+
+def verify(ckpt: str | Path, src: str | Path, *, tolerance: float = DEFAULT_TOLERANCE, n_images: int = 3,
+           nonnative_size: int | None = None, seed: int = 0, out_file: str | Path | None = None,
+           log=print) -> dict[str, Any]:
+    """Feed the same random images to the Flax port and the original module; write ``parity.json``."""
+    config, spec, meta = checkpoint.read_meta(ckpt)
+    name = meta.get("provenance", {}).get("name") or NAME_OF_FAMILY[config.family]
+    if FAMILY_OF_NAME.get(name) != config.family:
+        raise ConversionError(f"{ckpt}: encoder.json family {config.family!r} does not match {name!r}")
+    reference = _family(name).reference(Path(src))
+    native = spec.input_size
+    other = nonnative_size or default_nonnative_size(native, spec.patch_size)
+    rng = np.random.default_rng(seed)
+    cases = []
+    for size, count in ((native, n_images), (other, 1)):
+        encoder = load(ckpt, input_size=size)
+        pixels = rng.standard_normal((count, size, size, 3)).astype(np.float32)
+        g, p = encoder.embed(pixels)
+        ref_g, ref_p = reference(pixels)
+        case = {"input_size": size, "native": size == native, "n_images": count,
+                "global": _errors(np.asarray(g), ref_g), "patches": _errors(np.asarray(p), ref_p),
+                "global_shape": list(np.shape(g)), "patches_shape": list(np.shape(p))}
+        cases.append(case)
+        log(f"parity {name} @ {size}px x{count}: global rel {case['global']['rel']:.2e} "
+            f"(max abs {case['global']['max_abs']:.2e}), patches rel {case['patches']['rel']:.2e} "
+            f"(max abs {case['patches']['max_abs']:.2e})")
+    worst = max(max(c["global"]["rel"], c["patches"]["rel"]) for c in cases)
+    report = {
+        "encoder": name,
+        "family": config.family,
+        "ckpt": str(Path(ckpt).absolute()),
+        "src": str(Path(src).absolute()),
+        "dtype": "float32",
+        "matmul_precision": "highest",
+        "metric": "rel = ||flax - torch||_2 / ||torch||_2 over the whole tensor; max_abs = max |flax - torch|",
+        "tolerance_rel": tolerance,
+        "worst_rel": worst,
+        "passed": bool(worst <= tolerance),
+        "seed": seed,
+        "cases": cases,
+        "versions": _versions(),
+        "checked_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    path = Path(out_file) if out_file else Path(ckpt) / PARITY_FILE
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    log(f"parity {'PASSED' if report['passed'] else 'FAILED'}: worst relative error {worst:.2e} "
+        f"(tolerance {tolerance:.0e}) -> {path}")
+    return report

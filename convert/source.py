@@ -1,0 +1,20 @@
+"""What a family reader extracts from the user's original files."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from jaxprobe.encoders.spec import EncoderSpec
+from jaxprobe.encoders.transformer import ViTConfig
+
+
+@dataclasses.dataclass
+class Source:
+    name: str  # rad_dino | chexagent | biomedclip
+    config: ViTConfig
+    spec: EncoderSpec
+    state_dict: dict[str, np.ndarray]
+    weight_files: list[Path]
+    spec_source: str  # where the preprocessing values came from

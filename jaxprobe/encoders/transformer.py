@@ -1,0 +1,166 @@
+"""The pieces the three encoder families share: architecture config, patch embedding, attention, MLP, block.
+
+Parameter layout follows Flax conventions (Linear kernels ``[in, out]``, patch kernel ``[p, p, 3, D]``);
+``convert/`` maps the PyTorch tensors onto it. q, k and v are separate projections in every family — the
+converters split fused ``qkv`` / ``in_proj`` weights — so one attention module serves all three.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class ViTConfig:
+    """Architecture of one encoder, read from the checkpoint's own config (never from constants)."""
+
+    family: str  # "dinov2" | "siglip" | "timm_vit"
+    image_size: int  # native input size: the position table holds (image_size // patch_size)^2 patch slots
+    patch_size: int
+    width: int
+    depth: int
+    num_heads: int
+    mlp_dim: int
+    layer_norm_eps: float = 1e-6
+    gelu_approximate: bool = False  # tanh GELU (SigLIP) vs exact erf GELU (DINOv2, timm ViT)
+    qkv_bias: bool = True
+    layerscale: bool = False  # DINOv2's per-channel residual scales
+    class_token: bool = True  # a CLS token with its own slot in the position table
+    pool: str = "cls"  # "cls": global = final-normed CLS; "map": SigLIP attention-pooling head
+    proj_dim: int | None = None  # timm/open_clip: bias-free projection of the pooled token
+    pos_interp: str = "torch_bicubic"  # how the reference resamples positions at a non-native size
+
+    def __post_init__(self):
+        if self.width % self.num_heads:
+            raise ValueError(f"width {self.width} is not divisible by num_heads {self.num_heads}")
+        if self.pool not in ("cls", "map"):
+            raise ValueError(f"pool must be 'cls' or 'map', got {self.pool!r}")
+        if self.pool == "cls" and not self.class_token:
+            raise ValueError("pool='cls' needs a class token")
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def global_dim(self) -> int:
+        return self.proj_dim or self.width
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ViTConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"ViTConfig: unknown keys {sorted(unknown)}")
+        return cls(**d)
+
+
+def layer_norm(dim: int, eps: float, dtype, rngs: nnx.Rngs) -> nnx.LayerNorm:
+    # The fast E[x^2]-E[x]^2 variance loses precision on DINOv2's high-norm tokens; use the two-pass form.
+    return nnx.LayerNorm(dim, epsilon=eps, use_fast_variance=False, dtype=dtype, rngs=rngs)
+
+
+def linear(d_in: int, d_out: int, dtype, rngs: nnx.Rngs, use_bias: bool = True) -> nnx.Linear:
+    return nnx.Linear(d_in, d_out, use_bias=use_bias, dtype=dtype, rngs=rngs)
+
+
+class PatchEmbed(nnx.Module):
+    """Non-overlapping p x p patches -> width, as one matmul (equal to torch's stride-p Conv2d)."""
+
+    def __init__(self, patch_size: int, width: int, dtype, rngs: nnx.Rngs, channels: int = 3):
+        self.patch_size = patch_size
+        self.dtype = dtype
+        self.kernel = nnx.Param(
+            jax.nn.initializers.lecun_normal()(rngs.params(), (patch_size, patch_size, channels, width))
+        )
+        self.bias = nnx.Param(jnp.zeros((width,)))
+
+    def __call__(self, pixels: jax.Array) -> jax.Array:
+        b, h, w, c = pixels.shape
+        p = self.patch_size
+        gh, gw = h // p, w // p  # like torch's conv, a remainder that does not fill a patch is dropped
+        x = pixels[:, : gh * p, : gw * p, :].reshape(b, gh, p, gw, p, c).transpose(0, 1, 3, 2, 4, 5)
+        x = x.reshape(b, gh, gw, p * p * c).astype(self.dtype)
+        k = self.kernel[...].reshape(p * p * c, -1).astype(self.dtype)
+        return x @ k + self.bias[...].astype(self.dtype)
+
+
+class Attention(nnx.Module):
+    """Multi-head attention with separate q/k/v/out projections, through ``jax.nn.dot_product_attention``."""
+
+    def __init__(self, width: int, num_heads: int, qkv_bias: bool, dtype, rngs: nnx.Rngs):
+        self.num_heads = num_heads
+        self.q = linear(width, width, dtype, rngs, qkv_bias)
+        self.k = linear(width, width, dtype, rngs, qkv_bias)
+        self.v = linear(width, width, dtype, rngs, qkv_bias)
+        self.o = linear(width, width, dtype, rngs)
+
+    def __call__(self, x: jax.Array, context: jax.Array | None = None) -> jax.Array:
+        context = x if context is None else context
+        b, tq, d = x.shape
+        tk = context.shape[1]
+        h = self.num_heads
+        q = self.q(x).reshape(b, tq, h, d // h)
+        k = self.k(context).reshape(b, tk, h, d // h)
+        v = self.v(context).reshape(b, tk, h, d // h)
+        out = jax.nn.dot_product_attention(q, k, v)  # scale 1/sqrt(head_dim), as in all three references
+        return self.o(out.reshape(b, tq, d))
+
+
+class Mlp(nnx.Module):
+    def __init__(self, width: int, hidden: int, gelu_approximate: bool, dtype, rngs: nnx.Rngs):
+        self.gelu_approximate = gelu_approximate
+        self.fc1 = linear(width, hidden, dtype, rngs)
+        self.fc2 = linear(hidden, width, dtype, rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        # jax.nn.gelu defaults to the tanh form; DINOv2 and timm need the exact erf form.
+        return self.fc2(jax.nn.gelu(self.fc1(x), approximate=self.gelu_approximate))
+
+
+class Block(nnx.Module):
+    """Pre-norm transformer block: x + ls1*attn(norm1(x)), then + ls2*mlp(norm2(x))."""
+
+    def __init__(self, cfg: ViTConfig, dtype, rngs: nnx.Rngs):
+        self.norm1 = layer_norm(cfg.width, cfg.layer_norm_eps, dtype, rngs)
+        self.attn = Attention(cfg.width, cfg.num_heads, cfg.qkv_bias, dtype, rngs)
+        self.norm2 = layer_norm(cfg.width, cfg.layer_norm_eps, dtype, rngs)
+        self.mlp = Mlp(cfg.width, cfg.mlp_dim, cfg.gelu_approximate, dtype, rngs)
+        if cfg.layerscale:
+            self.ls1 = nnx.Param(jnp.ones((cfg.width,)))
+            self.ls2 = nnx.Param(jnp.ones((cfg.width,)))
+        else:
+            self.ls1 = self.ls2 = None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = self.attn(self.norm1(x))
+        if self.ls1 is not None:
+            y = y * self.ls1[...].astype(y.dtype)
+        x = x + y
+        y = self.mlp(self.norm2(x))
+        if self.ls2 is not None:
+            y = y * self.ls2[...].astype(y.dtype)
+        return x + y
+
+
+class Transformer(nnx.Module):
+    def __init__(self, cfg: ViTConfig, dtype, rngs: nnx.Rngs):
+        self.blocks = nnx.List([Block(cfg, dtype, rngs) for _ in range(cfg.depth)])
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+def trunc_normal(rngs: nnx.Rngs, shape, std: float = 0.02) -> jax.Array:
+    return std * jax.random.truncated_normal(rngs.params(), -2.0, 2.0, shape)

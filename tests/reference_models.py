@@ -1,0 +1,148 @@
+"""Reference PyTorch encoders with every tensor re-randomised, saved in their libraries' own on-disk formats.
+
+Default initialisation (LayerNorm 1/0, zero biases, LayerScale = 1) hides mapping bugs such as swapped LayerNorm
+parameters or dropped biases, so every floating tensor gets fresh random values here, at scales that keep a
+full-depth forward pass well conditioned.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+BIOMEDCLIP_CONFIG = {
+    # The structure of microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224's open_clip_config.json.
+    "model_cfg": {
+        "embed_dim": 512,
+        "vision_cfg": {"timm_model_name": "vit_base_patch16_224", "timm_model_pretrained": False,
+                       "timm_pool": "", "timm_proj": "linear", "image_size": 224},
+        "text_cfg": {"hf_model_name": "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract",
+                     "hf_tokenizer_name": "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract",
+                     "hf_proj_type": "mlp", "hf_pooler_type": "cls_last_hidden_state_pooler", "context_length": 256},
+    },
+    "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]},
+}
+
+
+@torch.no_grad()
+def randomize_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    norm_params = set()
+    for m in module.modules():
+        if isinstance(m, torch.nn.LayerNorm):
+            norm_params.update(id(p) for p in m.parameters(recurse=False))
+    for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+        if not t.is_floating_point():
+            continue
+        r = torch.randn(t.shape, generator=g)
+        if id(t) in norm_params and name.endswith("weight"):
+            t.copy_(1.0 + 0.2 * r)
+        elif "lambda1" in name or "layer_scale" in name:
+            t.copy_(0.1 + 0.9 * torch.rand(t.shape, generator=g))
+        elif t.ndim >= 2 and not any(s in name for s in ("token", "position", "pos_embed", "probe")):
+            fan_in = t[0].numel()
+            t.copy_(r / fan_in ** 0.5)
+        elif t.ndim == 1:
+            t.copy_(0.1 * r)
+        else:  # cls / mask / probe tokens and position tables
+            t.copy_(0.5 * r)
+    return module
+
+
+def dinov2_config(full: bool = True, **kw):
+    from transformers import Dinov2Config
+
+    if full:  # microsoft/rad-dino's config.json
+        base = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, mlp_ratio=4, patch_size=14,
+                    image_size=518, layer_norm_eps=1e-6, hidden_act="gelu", layerscale_value=1.0, qkv_bias=True)
+    else:
+        base = dict(hidden_size=96, num_hidden_layers=2, num_attention_heads=3, mlp_ratio=4, patch_size=14,
+                    image_size=112, layer_norm_eps=1e-6, hidden_act="gelu", qkv_bias=True)
+    base.update(kw)
+    return Dinov2Config(**base)
+
+
+def make_dinov2(folder: Path, *, full: bool = True, seed: int = 0, naming: str = "disk",
+                preprocessor: dict | None = None) -> Path:
+    """``naming='disk'``: ``save_pretrained`` (legacy key names); ``'memory'``: transformers-5 in-memory names."""
+    from safetensors.torch import save_file
+    from transformers import Dinov2Model
+
+    model = randomize_(Dinov2Model(dinov2_config(full)).eval(), seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    if naming == "disk":
+        model.save_pretrained(folder)
+    else:
+        model.config.save_pretrained(folder)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    if preprocessor is not None:
+        (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor))
+    return folder
+
+
+RAD_DINO_PREPROCESSOR = {
+    "image_processor_type": "BitImageProcessor", "do_resize": True, "size": {"shortest_edge": 518},
+    "resample": 3, "do_center_crop": True, "crop_size": {"height": 518, "width": 518}, "do_rescale": True,
+    "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.5307, 0.5307, 0.5307],
+    "image_std": [0.2583, 0.2583, 0.2583], "do_convert_rgb": True,
+}
+
+SIGLIP_PREPROCESSOR = {
+    "image_processor_type": "SiglipImageProcessor", "do_resize": True, "size": {"height": 512, "width": 512},
+    "resample": 3, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+    "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+}
+
+
+def siglip_vision_kwargs(full: bool = True) -> dict:
+    if full:  # SigLIP-L/16 at 512 (XraySigLIP's vision tower)
+        return dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                    image_size=512, patch_size=16, layer_norm_eps=1e-6, hidden_act="gelu_pytorch_tanh")
+    return dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, image_size=64,
+                patch_size=16, layer_norm_eps=1e-6, hidden_act="gelu_pytorch_tanh")
+
+
+def make_siglip(folder: Path, *, full: bool = True, seed: int = 0, with_text: bool = True,
+                preprocessor: dict | None = SIGLIP_PREPROCESSOR) -> Path:
+    """``with_text``: a whole ``SiglipModel`` as XraySigLIP ships; otherwise a bare ``SiglipVisionModel``."""
+    from transformers import SiglipConfig, SiglipModel, SiglipVisionConfig, SiglipVisionModel
+
+    if with_text:
+        text = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
+                    vocab_size=128, max_position_embeddings=16)
+        model = SiglipModel(SiglipConfig(text_config=text, vision_config=siglip_vision_kwargs(full)))
+    else:
+        model = SiglipVisionModel(SiglipVisionConfig(**siglip_vision_kwargs(full)))
+    randomize_(model.eval(), seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    if preprocessor is not None:
+        (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor))
+    return folder
+
+
+def make_biomedclip(folder: Path, *, seed: int = 0, fmt: str = "bin", config: dict | None = None) -> Path:
+    """open_clip's on-disk layout: ``open_clip_config.json`` + a state dict with ``visual.*`` and ``text.*`` keys."""
+    from open_clip.timm_model import TimmModel
+
+    config = config or BIOMEDCLIP_CONFIG
+    vc, embed_dim = config["model_cfg"]["vision_cfg"], config["model_cfg"]["embed_dim"]
+    visual = TimmModel(vc["timm_model_name"], embed_dim=embed_dim, image_size=vc["image_size"],
+                       pool=vc["timm_pool"], proj=vc["timm_proj"], proj_bias=False, pretrained=False)
+    randomize_(visual.eval(), seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    sd = {f"visual.{k}": v.clone() for k, v in visual.state_dict().items()}
+    # A stand-in for the BERT text tower and its projection: the converter must ignore everything but visual.*
+    sd["text.transformer.embeddings.word_embeddings.weight"] = torch.randn(16, 8, generator=g)
+    sd["text.proj.0.weight"] = torch.randn(8, 8, generator=g)
+    sd["logit_scale"] = torch.tensor(4.6052)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "open_clip_config.json").write_text(json.dumps(config, indent=2))
+    if fmt == "bin":
+        torch.save(sd, folder / "open_clip_pytorch_model.bin")
+    else:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(folder / "open_clip_model.safetensors"))
+    return folder

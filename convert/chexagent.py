@@ -119,7 +119,10 @@ def reference(src: Path):
     import torch
     from transformers import SiglipVisionModel
 
-    model = SiglipVisionModel.from_pretrained(str(src)).float().eval()
+    from .files import quiet_transformers
+
+    with quiet_transformers():
+        model = SiglipVisionModel.from_pretrained(str(src)).float().eval()
     patch = model.config.patch_size
     native = model.config.image_size
 

@@ -102,3 +102,22 @@ def input_size_of(value, what: str) -> int:
                 raise ConversionError(f"{what}: non-square size {value} is not supported")
             return int(value["height"])
     raise ConversionError(f"{what}: cannot read a size from {value!r}")
+
+
+class quiet_transformers:
+    """Silence transformers' load report (it lists the ignored text tower key by key) and progress bars."""
+
+    def __enter__(self):
+        from transformers.utils import logging
+
+        self._level = logging.get_verbosity()
+        logging.set_verbosity_error()
+        logging.disable_progress_bar()
+        return self
+
+    def __exit__(self, *exc):
+        from transformers.utils import logging
+
+        logging.set_verbosity(self._level)
+        logging.enable_progress_bar()
+        return False

@@ -125,7 +125,10 @@ def reference(src: Path):
     import torch
     from transformers import Dinov2Model
 
-    model = Dinov2Model.from_pretrained(str(src)).float().eval()
+    from .files import quiet_transformers
+
+    with quiet_transformers():
+        model = Dinov2Model.from_pretrained(str(src)).float().eval()
 
     def embed(pixels: np.ndarray):
         with torch.no_grad():

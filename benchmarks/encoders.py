@@ -1,0 +1,144 @@
+"""Images per second of each Flax encoder against its PyTorch reference, same machine, batch and precision.
+
+    python benchmarks/encoders.py                 # all three at full size, float32, batch 4
+    python benchmarks/encoders.py --quick         # batch 2, fewer repeats
+    python benchmarks/encoders.py --bf16          # also bfloat16 (GPU): images/s and fraction of peak
+
+Both sides get identical weights (the Flax side is converted from the PyTorch module's state dict through the
+real converter rules) and identical inputs; outputs are compared so a fast wrong answer cannot win.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+
+import jax  # noqa: E402
+import torch  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from convert import biomedclip, chexagent, rad_dino  # noqa: E402
+from convert.mapping import apply_rules  # noqa: E402
+from jaxprobe.encoders import Encoder, build_module  # noqa: E402
+from jaxprobe.encoders.registry import DEFAULTS  # noqa: E402
+
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 spec sheets
+
+
+def vit_flops(cfg, size: int) -> float:
+    """Forward FLOPs per image (multiply-add = 2): patch embedding, blocks, and the MAP head where present."""
+    t = (size // cfg.patch_size) ** 2 + (1 if cfg.class_token else 0)
+    d, m = cfg.width, cfg.mlp_dim
+    per_block = 2 * t * (4 * d * d + 2 * d * m) + 4 * t * t * d
+    total = cfg.depth * per_block + 2 * t * cfg.patch_size ** 2 * 3 * d
+    if cfg.pool == "map":
+        total += 2 * (2 * t * d * d + 2 * d * d + 2 * d * m) + 4 * t * d
+    if cfg.proj_dim:
+        total += 2 * d * cfg.proj_dim
+    return float(total)
+
+
+def torch_reference(name):
+    from reference_models import dinov2_config, siglip_vision_kwargs
+
+    if name == "rad_dino":
+        from transformers import Dinov2Model
+
+        model = Dinov2Model(dinov2_config(full=True))
+        return model, lambda x: (lambda o: (o.last_hidden_state[:, 0], o.last_hidden_state[:, 1:]))(model(pixel_values=x)), rad_dino
+    if name == "chexagent":
+        from transformers import SiglipVisionConfig, SiglipVisionModel
+
+        model = SiglipVisionModel(SiglipVisionConfig(**siglip_vision_kwargs(full=True)))
+        return model, lambda x: (lambda o: (o.pooler_output, o.last_hidden_state))(model(pixel_values=x)), chexagent
+    from open_clip.timm_model import TimmModel
+
+    model = TimmModel("vit_base_patch16_224", embed_dim=512, image_size=224, pool="", proj="linear", proj_bias=False)
+    prefix = model.trunk.num_prefix_tokens
+    return model, lambda x: (model(x), model.trunk.forward_features(x)[:, prefix:]), biomedclip
+
+
+def flax_from_torch(name, model, fam, dtype):
+    cfg, spec = DEFAULTS[name]
+    sd = {fam.canonical_key(k) if hasattr(fam, "canonical_key") else k: v.detach().float().numpy()
+          for k, v in model.state_dict().items()}
+    params = apply_rules(sd, fam.rules(cfg), ignore=fam.ignore, source=name)
+    module = build_module(cfg, dtype=dtype)
+    state = nnx.state(module)
+    nnx.replace_by_pure_dict(state, params)
+    nnx.update(module, state)
+    return Encoder(module, cfg, spec, dtype=dtype)
+
+
+def timeit(fn, repeats: int) -> float:
+    fn()  # warm-up (compilation for JAX)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--encoders", default="rad_dino,chexagent,biomedclip")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="batch 2, 2 repeats")
+    ap.add_argument("--bf16", action="store_true", help="also time bfloat16 compute (meant for GPUs)")
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch side (e.g. on a GPU without torch CUDA)")
+    args = ap.parse_args()
+    if args.quick:
+        args.batch, args.repeats = 2, 2
+    device = jax.devices()[0]
+    torch_threads = torch.get_num_threads()
+    print(f"jax {jax.__version__} on {device.platform}:{device.device_kind} | torch {torch.__version__} "
+          f"({torch_threads} threads) | batch {args.batch} | best of {args.repeats}")
+    print(f"{'encoder':<11} {'size':>4} {'flax img/s':>11} {'torch img/s':>12} {'flax/torch':>10} {'max rel err':>11}")
+    for name in args.encoders.split(","):
+        cfg, spec = DEFAULTS[name]
+        s = spec.input_size
+        model, torch_fn, fam = torch_reference(name)
+        model = model.float().eval()
+        enc = flax_from_torch(name, model, fam, "float32")
+        x = np.random.default_rng(0).standard_normal((args.batch, s, s, 3)).astype(np.float32)
+        xj = jax.device_put(x)
+        xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+
+        def run_flax():
+            jax.block_until_ready(enc.embed(xj))
+
+        def run_torch():
+            with torch.inference_mode():
+                torch_fn(xt)
+
+        t_flax = timeit(run_flax, args.repeats)
+        g, _ = enc.embed(xj)
+        if args.no_torch:
+            t_torch, err = float("nan"), float("nan")
+        else:
+            t_torch = timeit(run_torch, args.repeats)
+            with torch.inference_mode():
+                ref_g = torch_fn(xt)[0].numpy()
+            err = float(np.linalg.norm(np.asarray(g) - ref_g) / np.linalg.norm(ref_g))
+        print(f"{name:<11} {s:>4} {args.batch / t_flax:>11.2f} {args.batch / t_torch:>12.2f} "
+              f"{t_torch / t_flax:>10.2f} {err:>11.1e}")
+        if args.bf16:
+            enc16 = flax_from_torch(name, model, fam, "bfloat16")
+            t16 = timeit(lambda: jax.block_until_ready(enc16.embed(xj)), args.repeats)
+            flops = vit_flops(cfg, s) * args.batch / t16
+            peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in device.device_kind), None)
+            frac = f"{flops / (peak * 1e12):.1%} of {peak:.0f} TFLOP/s" if peak else "peak unknown"
+            print(f"{'':<11} bf16: {args.batch / t16:.1f} img/s, {flops / 1e12:.1f} TFLOP/s ({frac})")
+        del model, enc
+
+
+if __name__ == "__main__":
+    main()

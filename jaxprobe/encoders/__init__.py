@@ -71,7 +71,7 @@ class Encoder:
         """What determines this encoder's outputs (used to key embedding stores)."""
         return {"source": self.source, "config": self.config.to_dict(), "spec": self.spec.to_dict(),
                 "dtype": self.dtype, "precision": self.precision,
-                "weights_sha256": self.meta.get("provenance", {}).get("sha256")}
+                "weights_sha256": self.meta.get("provenance", {}).get("sha256"), "seed": self.meta.get("seed")}
 
     def check_pixels(self, pixels) -> None:
         s = self.spec.input_size

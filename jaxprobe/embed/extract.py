@@ -1,0 +1,135 @@
+"""Extraction: records -> parallel read + preprocess -> jitted ``encoder.embed`` sharded over local devices -> store.
+
+Work is split into chunks of ``chunk_size`` rows. Each chunk is loaded by a thread pool (the next chunk loads
+while the current one runs on the devices), embedded in fixed-shape batches (the last partial batch is padded,
+so there is one compiled program), written to the store and marked done. With ``jax.distributed`` initialised,
+process p of P takes the pending chunks c with c % P == p, all writing into the same folder.
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from .store import META, Store, StoreError, store_key
+
+LoadFn = Callable[[int], dict[str, np.ndarray]]  # row -> {"pixels": [S,S,3] float32, optionally "mask": bool [S,S]}
+
+
+def local_mesh() -> Mesh:
+    return Mesh(np.array(jax.local_devices()), ("data",))
+
+
+def store_path(root: str | Path, name: str, encoder, ids: Sequence[str], extra: dict | None = None) -> Path:
+    return Path(root) / f"{name}-{store_key(encoder.identity(), list(map(str, ids)), extra)}"
+
+
+def _wait_for(path: Path, timeout: float) -> None:
+    t0 = time.monotonic()
+    while not path.exists():
+        if time.monotonic() - t0 > timeout:
+            raise StoreError(f"{path} did not appear within {timeout:.0f}s (process 0 creates the store)")
+        time.sleep(0.2)
+
+
+def open_or_create(path: Path, encoder, ids: Sequence[str], *, chunk_size: int, mask_size: int | None,
+                   targets: dict[str, np.ndarray] | None, extra: dict | None, timeout: float = 600.0) -> Store:
+    ids = list(map(str, ids))
+    identity = encoder.identity()
+    if (path / META).exists():
+        return Store.open(path, ids=ids, identity=identity)
+    if jax.process_index() != 0:
+        _wait_for(path / META, timeout)
+        return Store.open(path, ids=ids, identity=identity)
+    spec = encoder.spec
+    return Store.create(path, ids=ids, identity=identity, global_dim=spec.global_dim, grid=spec.grid,
+                        patch_dim=spec.patch_dim, chunk_size=chunk_size, mask_size=mask_size, targets=targets,
+                        extra=extra)
+
+
+def extract(encoder, ids: Sequence[str], load_fn: LoadFn, root: str | Path, *, name: str, batch_size: int = 16,
+            chunk_size: int | None = None, workers: int = 4, mask_size: int | None = None,
+            targets: dict[str, np.ndarray] | None = None, extra: dict[str, Any] | None = None,
+            progress: bool = True, wait_timeout: float = 3600.0, log: Callable[[str], None] = print) -> Store:
+    """Embed every row into the store under ``root`` (resuming a partial one) and return it."""
+    chunk_size = chunk_size or batch_size * 8
+    path = store_path(root, name, encoder, ids, extra)
+    store = open_or_create(path, encoder, ids, chunk_size=chunk_size, mask_size=mask_size, targets=targets,
+                           extra=extra)
+    if store.complete:
+        log(f"embeddings: {path.name} complete, reusing")
+        return store
+    pid, nproc = jax.process_index(), jax.process_count()
+    mine = [c for c in store.pending_chunks() if c % nproc == pid]
+    mesh = local_mesh()
+    ndev = mesh.devices.size
+    padded = -(-batch_size // ndev) * ndev  # every device gets the same number of rows
+    sharding = NamedSharding(mesh, PartitionSpec("data"))
+    s = encoder.spec.input_size
+    done_before = store.meta["n_chunks"] - len(store.pending_chunks())
+    log(f"embeddings: {path.name}: {len(mine)} chunks to do on process {pid}/{nproc} "
+        f"({done_before} already done), {ndev} device(s), batch {padded}")
+    timing = {"load": 0.0, "embed": 0.0, "write": 0.0}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sum(store.chunk_rows(c)[1] - store.chunk_rows(c)[0] for c in mine), unit="img",
+                   desc=f"embed {name}", smoothing=0.1)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        def submit(c):
+            a, b = store.chunk_rows(c)
+            return pool.map(load_fn, range(a, b))
+
+        pending = submit(mine[0]) if mine else None
+        for k, c in enumerate(mine):
+            t0 = time.perf_counter()
+            items = list(pending)
+            pending = submit(mine[k + 1]) if k + 1 < len(mine) else None  # overlap the next chunk's decoding
+            t1 = time.perf_counter()
+            a, b = store.chunk_rows(c)
+            pixels = np.stack([it["pixels"] for it in items]).astype(np.float32, copy=False)
+            if pixels.shape[1:] != (s, s, 3):
+                raise StoreError(f"row {a}: load_fn gave pixels {pixels.shape[1:]}, encoder expects ({s}, {s}, 3)")
+            out_g = np.empty((b - a, encoder.spec.global_dim), np.float32)
+            out_p = np.empty((b - a, encoder.spec.grid, encoder.spec.grid, encoder.spec.patch_dim), np.float16)
+            for j in range(0, b - a, padded):
+                batch = pixels[j:j + padded]
+                n = len(batch)
+                if n < padded:
+                    batch = np.concatenate([batch, np.zeros((padded - n, s, s, 3), np.float32)])
+                g, p = encoder.embed(jax.device_put(batch, sharding))
+                out_g[j:j + n] = np.asarray(g)[:n]
+                out_p[j:j + n] = np.asarray(p)[:n]
+            t2 = time.perf_counter()
+            rows = {"global": out_g, "patches": out_p}
+            if store.meta.get("mask_size"):
+                masks = np.stack([np.asarray(it["mask"], bool).reshape(-1) for it in items])
+                rows["masks"] = np.packbits(masks, axis=1)
+            store.write_rows(a, rows)
+            store.mark_done(c)
+            t3 = time.perf_counter()
+            timing["load"] += t1 - t0
+            timing["embed"] += t2 - t1
+            timing["write"] += t3 - t2
+            if bar is not None:
+                bar.update(b - a)
+            del items, pixels, rows, out_g, out_p
+    if bar is not None:
+        bar.close()
+    store.meta["timing_s"] = {k: round(v, 3) for k, v in timing.items()}
+    log("embeddings: time in loading %.1fs (not overlapped), embedding %.1fs, writing %.1fs"
+        % (timing["load"], timing["embed"], timing["write"]))
+    t0 = time.monotonic()
+    while not store.finalize():  # other processes still have chunks in flight
+        if nproc == 1 or time.monotonic() - t0 > wait_timeout:
+            raise StoreError(f"{path}: {len(store.pending_chunks())} chunks still missing after this process "
+                             "finished its share")
+        time.sleep(0.5)
+    log(f"embeddings: {path.name} complete ({store.n} records)")
+    return Store.open(path)

@@ -1,0 +1,137 @@
+"""Embedding store: equality with direct embedding, resume after SIGKILL, stale keys, truncation, devices, processes."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import embed_worker as W
+from jaxprobe.embed import Store, StoreError, extract, store_path
+
+WORKER = str(Path(__file__).with_name("embed_worker.py"))
+
+
+def _env(devices: int = 1):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    return env
+
+
+def _arrays(store: Store):
+    return {k: np.asarray(store.array(k)) for k in ("global", "patches", "masks")}
+
+
+def test_store_equals_direct_embedding_and_readers_work(tmp_path):
+    store = W.run(tmp_path, 37)  # 37 = partial last chunk and partial last batch
+    enc = W.tiny_encoder()
+    load = W.make_load_fn()
+    pixels = np.stack([load(i)["pixels"] for i in range(37)])
+    g, p = (np.asarray(t) for t in enc.embed(pixels))
+    np.testing.assert_allclose(store.global_embeddings, g, rtol=1e-4, atol=2e-5)  # batch shapes differ
+    np.testing.assert_allclose(store.patches.astype(np.float32), p, rtol=1e-3, atol=1e-3)
+    assert store.patches.dtype == np.float16 and store.global_embeddings.dtype == np.float32
+    assert store.ids == W.ids(37)
+    np.testing.assert_array_equal(store.masks(np.arange(37)), np.stack([load(i)["mask"] for i in range(37)]))
+    np.testing.assert_array_equal(store.targets()["label"], np.arange(37) % 2)
+    # plain numpy reads the files without jaxprobe
+    np.testing.assert_array_equal(np.load(store.path / "global.npy"), store.global_embeddings)
+    idx = np.array([30, 2, 17, 2])
+    batch = next(store.batches(idx, batch_size=4))
+    np.testing.assert_array_equal(batch["global"], store.global_embeddings[idx])
+    np.testing.assert_array_equal(batch["patches"], store.patches[idx])
+    on_device = store.to_device(("global",))
+    np.testing.assert_array_equal(np.asarray(on_device["global"]), store.global_embeddings)
+
+
+def test_rerun_reuses_and_changes_give_new_stores(tmp_path):
+    logs = []
+    first = W.run(tmp_path, 20)
+    again = extract(W.tiny_encoder(), W.ids(20), W.make_load_fn(), tmp_path, name="tiny", batch_size=8,
+                    chunk_size=16, mask_size=W.SIZE, targets={"label": np.arange(20) % 2}, progress=False,
+                    log=logs.append)
+    assert again.path == first.path and any("reusing" in m for m in logs)
+    from jaxprobe import encoders
+
+    other = encoders.load("biomedclip", width=32, depth=1, proj_dim=16, input_size=W.SIZE, seed=4)
+    assert store_path(tmp_path, "tiny", other, W.ids(20)) != first.path  # other weights -> other key
+    assert store_path(tmp_path, "tiny", W.tiny_encoder(), W.ids(21)) != first.path  # other records
+    with pytest.raises(StoreError, match="record ids differ"):
+        Store.open(first.path, ids=W.ids(19) + ["x"])
+    with pytest.raises(StoreError, match="different encoder"):
+        Store.open(first.path, identity=other.identity())
+
+
+def test_truncated_or_reshaped_store_is_reported(tmp_path):
+    store = W.run(tmp_path, 20)
+    f = store.path / "patches.npy"
+    data = f.read_bytes()
+    f.write_bytes(data[:-100])
+    with pytest.raises(StoreError, match="truncated"):
+        Store.open(store.path)
+    f.write_bytes(data)
+    np.save(store.path / "global.npy", np.zeros((20, 3), np.float32))
+    with pytest.raises(StoreError, match=r"header says \[20, 3\]"):
+        Store.open(store.path)
+
+
+def test_resume_after_sigkill_gives_identical_store(tmp_path):
+    n = 160  # 10 chunks of 16
+    proc = subprocess.Popen([sys.executable, WORKER, str(tmp_path / "killed"), "--n", str(n), "--delay", "0.02"],
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    chunks = None
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 120:
+        found = list((tmp_path / "killed").glob("*/chunks/*.done"))
+        if len(found) >= 3:
+            chunks = found
+            break
+        assert proc.poll() is None, proc.stdout.read().decode()
+        time.sleep(0.05)
+    assert chunks, "extraction never got going"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = Store.open(chunks[0].parents[1])
+    assert not partial.complete and 0 < len(partial.pending_chunks()) < 10
+    with pytest.raises(StoreError, match="incomplete"):
+        partial.array("global")
+    resumed = W.run(tmp_path / "killed", n)
+    fresh = W.run(tmp_path / "fresh", n)
+    for k, v in _arrays(fresh).items():
+        np.testing.assert_array_equal(_arrays(resumed)[k], v, err_msg=k)
+
+
+def test_four_devices_match_one(tmp_path):
+    out = subprocess.run([sys.executable, WORKER, str(tmp_path / "four"), "--n", "40"], env=_env(4),
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "4 device(s)" in out.stdout
+    four = Store.open(next((tmp_path / "four").iterdir()))
+    one = W.run(tmp_path / "one", 40)
+    np.testing.assert_allclose(four.global_embeddings, one.global_embeddings, rtol=1e-4, atol=2e-5)
+    np.testing.assert_allclose(four.patches.astype(np.float32), one.patches.astype(np.float32), atol=2e-3)
+    np.testing.assert_array_equal(four.array("masks"), one.array("masks"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_match_one(tmp_path):
+    port = _free_port()
+    procs = [subprocess.Popen([sys.executable, WORKER, str(tmp_path / "two"), "--n", "70",
+                               "--distributed", str(pid), "2", str(port)], env=_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for pid in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert "process 1/2" in outs[1]
+    two = Store.open(next((tmp_path / "two").iterdir()))
+    one = W.run(tmp_path / "one", 70)
+    assert two.path.name == one.path.name
+    for k, v in _arrays(one).items():
+        np.testing.assert_array_equal(_arrays(two)[k], v, err_msg=k)

@@ -3,7 +3,7 @@ from .cardiomegaly import cardiomegaly_records, nih_cardiomegaly_records
 from .ctr import ctr, horizontal_extent
 from .errors import DataError
 from .images import image_shape, read_dicom_header, read_image
-from .preprocess import geometry, preprocess, preprocess_batch, preprocess_mask, preprocess_mask_batch
+from .transforms import geometry, preprocess, preprocess_batch, preprocess_mask, preprocess_mask_batch
 from .records import Record
 from .siim import classification_set, segmentation_set, siim_records
 from .splits import patient_splits, read_split_file, resolve_splits, write_splits

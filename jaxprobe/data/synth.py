@@ -70,6 +70,8 @@ def chest_phantom(
     target_ctr: float,
     pneumothorax: bool,
     noise: float = 0.015,
+    rib_contrast: float = 0.09,
+    pleural_line_contrast: float = 0.14,
 ) -> Phantom:
     """One PA chest phantom with its masks; coordinates u (viewer's left -1 .. right +1) and v (top -1 .. +1)."""
     v, u = np.meshgrid(np.linspace(-1, 1, height), np.linspace(-1, 1, width), indexing="ij")
@@ -107,9 +109,9 @@ def chest_phantom(
         collapsed = ellipse(cu - side * depth * 0.35, lung_v + depth * 0.25, 0.30 * (1 - depth), 0.62 * (1 - depth * 0.5), 2.4)
         apical_lateral = (v < lung_v + rng.uniform(0.1, 0.4)) | (side * (u - cu) > 0.05)
         ptx = lung & (collapsed > 1) & apical_lateral
-        pleural_line = lung & (np.abs(collapsed - 1) < 0.06) & apical_lateral
+        pleural_line = lung & (collapsed <= 1) & (collapsed > 0.9) & apical_lateral  # edge of the collapsed lung
         image[ptx] = 0.09 + 0.01 * texture[ptx]  # air: no lung markings
-        image[pleural_line] += 0.14
+        image[pleural_line] += pleural_line_contrast
 
     spine = body & (np.abs(u) < 0.08)
     image[spine] = np.maximum(image[spine], 0.60 + 0.04 * np.cos(v[spine] * 40))
@@ -118,7 +120,7 @@ def chest_phantom(
         for k in range(10):
             centre = -0.78 + 0.155 * k + 0.35 * lateral**2
             rib = body & (side * u > 0.07) & (side * u < 0.86) & (np.abs(v - centre) < 0.022)
-            image[rib] += 0.09
+            image[rib] += rib_contrast
         clavicle = (side * u > 0.08) & (side * u < 0.62) & (np.abs(v - (-0.80 + 0.12 * lateral)) < 0.03)
         image[clavicle] += 0.12
     image += noise * rng.standard_normal(image.shape).astype(np.float32)

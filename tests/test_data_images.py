@@ -195,3 +195,13 @@ def test_missing_decoder_names_transfer_syntax_and_package(tmp_path, monkeypatch
     monkeypatch.setattr(images, "_decoder_available", lambda decoder: False)
     with pytest.raises(DataError, match=r"j2k.dcm.*JPEG 2000.*pylibjpeg-openjpeg"):
         read_image(path)
+
+
+def test_jpeg_baseline_dicom_decoders_agree(tmp_path):
+    from jaxprobe.data.synth import make_siim
+
+    root, _ = make_siim(str(tmp_path), n=2, seed=0, size=128, sixteen_bit_fraction=0.0)
+    path = next(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".dcm"))
+    pinned = read_image(path).astype(int)
+    chosen_by_pydicom = read_image(path, dicom_plugin=None).astype(int)
+    assert np.abs(pinned - chosen_by_pydicom).mean() < 1.0

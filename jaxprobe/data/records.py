@@ -13,7 +13,7 @@ _DECODERS = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)  # slots: 10,000+ records, no per-instance dict
 class Record:
     """One radiograph.
 

@@ -5,6 +5,7 @@ indexed by hand, and the anatomy of a PA chest film (mediastinum brighter than t
 """
 import os
 import shutil
+import warnings
 
 import numpy as np
 import pydicom
@@ -98,6 +99,12 @@ def test_monochrome1_twin_is_the_inverse(tmp_path):
     ds.save_as(twin)
     as_mono2 = read_image(tmp_path / "mono2.dcm").astype(int)
     assert np.abs(read_image(twin).astype(int) - (255 - as_mono2)).max() <= 1
+    ds.PresentationLUTShape = "INVERSE"  # with MONOCHROME1: still one inversion
+    ds.save_as(tmp_path / "mono1_inverse.dcm")
+    np.testing.assert_array_equal(read_image(tmp_path / "mono1_inverse.dcm"), read_image(twin))
+    ds.PhotometricInterpretation = "MONOCHROME2"  # MONOCHROME2 shown inverted
+    ds.save_as(tmp_path / "mono2_inverse.dcm")
+    np.testing.assert_array_equal(read_image(tmp_path / "mono2_inverse.dcm"), read_image(twin))
 
 
 def test_window_index_and_no_voi(tmp_path):
@@ -126,7 +133,7 @@ def test_minmax_scaling(tmp_path):
     np.testing.assert_array_equal(read_image(path, scaling="minmax"), to8(pixels, 100, 400))
 
 
-def test_voi_lut_sequence():
+def test_voi_lut_sequence(tmp_path):
     path = get_testdata_file("vlut_04.dcm")
     ds = pydicom.dcmread(path)
     item = ds.VOILUTSequence[0]
@@ -134,6 +141,11 @@ def test_voi_lut_sequence():
     lut = np.frombuffer(item.LUTData, "<u2") if isinstance(item.LUTData, bytes) else np.asarray(item.LUTData)
     expected = to8(lut[np.clip(ds.pixel_array.astype(int) - first, 0, entries - 1)], 0, 2**bits - 1)
     assert np.abs(read_image(path).astype(int) - expected).max() <= 1
+    ds.RescaleSlope, ds.RescaleIntercept = "1", "0"  # identity rescale: floats, but still a valid LUT index
+    ds.save_as(tmp_path / "rescaled.dcm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(read_image(tmp_path / "rescaled.dcm"), read_image(path))
 
 
 def test_modality_lut_sequence():

@@ -89,6 +89,21 @@ def test_skip_lists_bad_items_and_unmatched(tree, tmp_path, caplog):
         siim_records(root, on_error="skip")
 
 
+def test_verify_pixels_catches_corrupt_compressed_data(tmp_path):
+    paths = make_synthetic(tmp_path, n=4, seed=0, size=64)
+    records = siim_records(paths.siim_root)
+    jpeg = next(r for r in records if pydicom.dcmread(r.path, stop_before_pixels=True).BitsAllocated == 8)
+    data = bytearray(open(jpeg.path, "rb").read())
+    start = data.find(b"\xff\xd8\xff")  # the JPEG stream's start: wipe its markers, keep the DICOM intact
+    data[start : start + 200] = bytes(200)
+    open(jpeg.path, "wb").write(bytes(data))
+    assert len(siim_records(paths.siim_root)) == 4  # headers alone look fine
+    listing = tmp_path / "bad.csv"
+    kept = siim_records(paths.siim_root, verify_pixels=True, on_error="skip", skipped_file=listing)
+    assert [r.image_id for r in kept] == [r.image_id for r in records if r.image_id != jpeg.image_id]
+    assert jpeg.path in listing.read_text()
+
+
 @pytest.mark.parametrize("problem, line, words", [
     ("1.1, 3 4 5", 2, "odd number"),
     ("1.2, 0 70", 3, "past the end"),

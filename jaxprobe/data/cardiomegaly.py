@@ -20,7 +20,7 @@ from typing import Iterable, Literal, NamedTuple
 from . import rle
 from .ctr import ctr as cardiothoracic_ratio
 from .errors import BadItems, DataError, OnError
-from .images import image_shape
+from .images import image_shape, read_image
 from .records import Record
 from .tables import header, read_rows
 
@@ -108,12 +108,17 @@ def cardiomegaly_records(
     on_hw_swap: HWSwapPolicy = "skip",
     on_error: OnError = "raise",
     skipped_file: str | os.PathLike | None = None,
+    verify_pixels: bool = False,
 ) -> list[Record]:
-    """Records of every manifest image that has a CheXmask row of sufficient quality, sorted by image id."""
+    """Records of every manifest image that has a CheXmask row of sufficient quality, sorted by image id.
+
+    ``verify_pixels=True`` decodes every kept image too, so undecodable files are raised or skipped here.
+    """
     entries = read_manifest(manifest_csv, image_root=image_root, image_id_column=image_id_column,
                             path_column=path_column, patient_column=patient_column, label_column=label_column)
     return join_chexmask(entries, chexmask_csv, chexmask_id=chexmask_id, dice_column=dice_column, min_dice=min_dice,
-                         on_hw_swap=on_hw_swap, on_error=on_error, skipped_file=skipped_file)
+                         on_hw_swap=on_hw_swap, on_error=on_error, skipped_file=skipped_file,
+                         verify_pixels=verify_pixels)
 
 
 def join_chexmask(
@@ -128,6 +133,7 @@ def join_chexmask(
     skipped_file: str | os.PathLike | None = None,
     source: str = SOURCE,
     bad: BadItems | None = None,
+    verify_pixels: bool = False,
 ) -> list[Record]:
     """Join manifest entries with CheXmask rows on the image id (streamed: the real CSVs are gigabytes).
 
@@ -160,6 +166,8 @@ def join_chexmask(
         line, row = rows[image_id]
         try:
             record = _record(entry, row, f"{chexmask_csv}:{line}", dice_column, min_dice, on_hw_swap, bad, source)
+            if record is not None and verify_pixels:
+                read_image(record.path)
         except DataError as e:
             bad.bad(e)
             continue

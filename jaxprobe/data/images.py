@@ -24,7 +24,7 @@ from .errors import DataError
 
 Scaling = Literal["range", "minmax"]
 
-# Transfer syntax UID prefix -> packages that decode it (pydicom 3 plugin table); Pillow is a core
+# Transfer syntax UID -> packages that decode it (pydicom 3 plugin table); Pillow is a core
 # dependency, so only the others are suggested.
 _DECODER_PACKAGES = {
     "1.2.840.10008.1.2.4.50": "pylibjpeg pylibjpeg-libjpeg (jaxprobe[dicom]) or python-gdcm",
@@ -195,7 +195,9 @@ def _read_dicom(path: str, *, voi: int | None, prefer_voi_lut: bool, plugin: str
     low, high = _modality_range(ds)
     if voi is not None:
         values, low, high = _apply_voi(path, ds, values, low, high, voi, prefer_voi_lut)
-    if photometric == "MONOCHROME1":
+    # MONOCHROME1 means low values are bright; Presentation LUT Shape INVERSE asks the same of MONOCHROME2.
+    # (DX files often carry both for MONOCHROME1, which is one inversion, not two.)
+    if photometric == "MONOCHROME1" or str(ds.get("PresentationLUTShape", "")).strip() == "INVERSE":
         values = (high + low) - values.astype(np.float64)
     return values, low, high
 
@@ -207,6 +209,8 @@ def _apply_voi(path, ds, values, low, high, index, prefer_lut):
     if has_lut and (prefer_lut or not has_window):
         if not 0 <= index < len(luts):
             raise DataError(path, f"VOI LUT index {index} requested; the file has {len(luts)} VOI LUT(s)")
+        if not np.issubdtype(values.dtype, np.integer) and np.array_equal(values, np.round(values)):
+            values = values.astype(np.int64)  # an identity rescale made floats; LUTs are indexed by integers
         return apply_voi(values, ds, index=index), *_lut_range(luts[index])
     if has_window:
         count = ds["WindowCenter"].VM

@@ -177,7 +177,7 @@ def _decoder_available(decoder) -> bool:
 def _read_dicom(path: str, *, voi: int | None, prefer_voi_lut: bool, plugin: str | None) -> tuple[np.ndarray, float, float]:
     try:
         ds = pydicom.dcmread(path)
-    except (pydicom.errors.InvalidDicomError, EOFError, OSError, ValueError, KeyError) as e:
+    except (pydicom.errors.InvalidDicomError, EOFError, OSError, ValueError, KeyError, struct.error) as e:
         raise DataError(path, f"not a readable DICOM file: {e}") from None
     if "PixelData" not in ds:
         raise DataError(path, "DICOM has no PixelData element (float or missing pixel data is not supported)")

@@ -1,0 +1,219 @@
+"""read_image on real radiographs (pydicom-data, pydicom) and on small files written here in real formats.
+
+Oracles: the DICOM standard's LINEAR window formula (PS3.3 C.11.2.1.2.1) written out below, LUT tables
+indexed by hand, and the anatomy of a PA chest film (mediastinum brighter than the lung fields).
+"""
+import os
+import shutil
+import warnings
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from pydicom.data import get_testdata_file
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+from jaxprobe.data import images
+from jaxprobe.data.errors import DataError
+from jaxprobe.data.images import image_shape, read_image
+
+TEST_FILES = os.path.dirname(get_testdata_file("CT_small.dcm"))
+SMALL_CR = os.path.join(TEST_FILES, "dicomdirtests", "77654033", "CR1", "6154")
+
+
+def window_linear(x, center, width, y_min, y_max):
+    """DICOM PS3.3 C.11.2.1.2.1, function LINEAR."""
+    x = np.asarray(x, dtype=np.float64)
+    low, high = center - 0.5 - (width - 1) / 2, center - 0.5 + (width - 1) / 2
+    y = ((x - (center - 0.5)) / (width - 1) + 0.5) * (y_max - y_min) + y_min
+    return np.where(x <= low, y_min, np.where(x > high, y_max, y))
+
+
+def to8(y, low, high):
+    return np.clip(np.rint((np.asarray(y, np.float64) - low) / (high - low) * 255), 0, 255).astype(np.uint8)
+
+
+def write_dicom(path, pixels, *, bits_stored=12, photometric="MONOCHROME2", pixel_data=True, **tags):
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.PatientID = "P1"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits_stored, bits_stored - 1, 0
+    for key, value in tags.items():
+        setattr(ds, key, value)
+    if pixel_data:
+        ds.PixelData = pixels.astype("<u2").tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_real_chest_film_monochrome1_comes_out_bone_white():
+    image = read_image(get_testdata_file("RG1_UNCI.dcm"))
+    assert image.dtype == np.uint8 and image.shape == (1955, 1841)
+    rows = slice(700, 1100)  # mid-chest
+    mediastinum = image[rows, 880:960].mean()
+    lungs = (image[rows, 400:600].mean() + image[rows, 1250:1450].mean()) / 2
+    assert mediastinum > lungs + 20
+    stored = pydicom.dcmread(get_testdata_file("RG1_UNCI.dcm")).pixel_array.astype(float)
+    assert np.corrcoef(stored.ravel()[::97], image.ravel()[::97].astype(float))[0, 1] < -0.95  # inverted
+
+
+def test_real_chest_film_window_oracle():
+    ds = pydicom.dcmread(get_testdata_file("RG1_UNCI.dcm"))
+    y = window_linear(ds.pixel_array, float(ds.WindowCenter), float(ds.WindowWidth), 0, 2**15 - 1)
+    expected = to8((2**15 - 1) - y, 0, 2**15 - 1)
+    assert np.abs(read_image(get_testdata_file("RG1_UNCI.dcm")).astype(int) - expected).max() <= 1
+
+
+def test_compressed_jpeg2000_lossless_matches_uncompressed():
+    plain = read_image(get_testdata_file("RG1_UNCI.dcm")).astype(float)
+    j2k = read_image(get_testdata_file("RG1_J2KR.dcm")).astype(float)
+    assert j2k.shape == plain.shape and np.abs(j2k - plain).mean() < 1.0
+
+
+def test_small_cr_rescale_window_and_monochrome1():
+    ds = pydicom.dcmread(SMALL_CR)
+    slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+    y_min, y_max = intercept, (2**ds.BitsStored - 1) * slope + intercept
+    y = window_linear(ds.pixel_array * slope + intercept, float(ds.WindowCenter), float(ds.WindowWidth), y_min, y_max)
+    expected = to8(y_max + y_min - y, y_min, y_max)
+    got = read_image(SMALL_CR)
+    assert got.shape == (ds.Rows, ds.Columns)
+    assert np.abs(got.astype(int) - expected).max() <= 1
+
+
+def test_monochrome1_twin_is_the_inverse(tmp_path):
+    twin = tmp_path / "mono1.dcm"
+    ds = pydicom.dcmread(SMALL_CR)
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.save_as(tmp_path / "mono2.dcm")
+    ds.PhotometricInterpretation = "MONOCHROME1"
+    ds.save_as(twin)
+    as_mono2 = read_image(tmp_path / "mono2.dcm").astype(int)
+    assert np.abs(read_image(twin).astype(int) - (255 - as_mono2)).max() <= 1
+    ds.PresentationLUTShape = "INVERSE"  # with MONOCHROME1: still one inversion
+    ds.save_as(tmp_path / "mono1_inverse.dcm")
+    np.testing.assert_array_equal(read_image(tmp_path / "mono1_inverse.dcm"), read_image(twin))
+    ds.PhotometricInterpretation = "MONOCHROME2"  # MONOCHROME2 shown inverted
+    ds.save_as(tmp_path / "mono2_inverse.dcm")
+    np.testing.assert_array_equal(read_image(tmp_path / "mono2_inverse.dcm"), read_image(twin))
+
+
+def test_window_index_and_no_voi(tmp_path):
+    pixels = np.array([[0, 500, 1000, 1500], [2000, 2500, 3000, 4095]])
+    path = write_dicom(tmp_path / "two.dcm", pixels, RescaleSlope="0.5", RescaleIntercept="-100",
+                       WindowCenter=["500", "800"], WindowWidth=["1000", "400"])
+    y_min, y_max = -100.0, 4095 * 0.5 - 100
+    values = pixels * 0.5 - 100
+    for index, (center, width) in enumerate([(500, 1000), (800, 400)]):
+        expected = to8(window_linear(values, center, width, y_min, y_max), y_min, y_max)
+        np.testing.assert_array_equal(read_image(path, voi=index), expected)
+    np.testing.assert_array_equal(read_image(path, voi=None), to8(values, y_min, y_max))
+    with pytest.raises(DataError, match="2 window"):
+        read_image(path, voi=2)
+
+
+def test_dynamic_range_from_bits_stored_not_dtype(tmp_path):
+    pixels = np.array([[0, 1023], [512, 256]])
+    path = write_dicom(tmp_path / "ten.dcm", pixels, bits_stored=10)
+    np.testing.assert_array_equal(read_image(path), to8(pixels, 0, 1023))  # not /65535
+
+
+def test_minmax_scaling(tmp_path):
+    pixels = np.array([[100, 200], [300, 400]])
+    path = write_dicom(tmp_path / "mm.dcm", pixels)
+    np.testing.assert_array_equal(read_image(path, scaling="minmax"), to8(pixels, 100, 400))
+
+
+def test_voi_lut_sequence(tmp_path):
+    path = get_testdata_file("vlut_04.dcm")
+    ds = pydicom.dcmread(path)
+    item = ds.VOILUTSequence[0]
+    entries, first, bits = item.LUTDescriptor
+    lut = np.frombuffer(item.LUTData, "<u2") if isinstance(item.LUTData, bytes) else np.asarray(item.LUTData)
+    expected = to8(lut[np.clip(ds.pixel_array.astype(int) - first, 0, entries - 1)], 0, 2**bits - 1)
+    assert np.abs(read_image(path).astype(int) - expected).max() <= 1
+    ds.RescaleSlope, ds.RescaleIntercept = "1", "0"  # identity rescale: floats, but still a valid LUT index
+    ds.save_as(tmp_path / "rescaled.dcm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(read_image(tmp_path / "rescaled.dcm"), read_image(path))
+
+
+def test_modality_lut_sequence():
+    path = get_testdata_file("mlut_18.dcm")
+    ds = pydicom.dcmread(path)
+    item = ds.ModalityLUTSequence[0]
+    entries, first, bits = item.LUTDescriptor
+    lut = np.frombuffer(item.LUTData, "<u2") if isinstance(item.LUTData, bytes) else np.asarray(item.LUTData)
+    expected = to8(lut[np.clip(ds.pixel_array.astype(int) - first, 0, entries - 1)], 0, 2**bits - 1)
+    assert np.abs(read_image(path).astype(int) - expected).max() <= 1
+
+
+def test_png_16_bit_is_scaled_not_clipped(tmp_path):
+    ramp = np.linspace(0, 65535, 64 * 32).round().astype(np.uint16).reshape(64, 32)
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    assert Image.open(tmp_path / "ramp.png").mode.startswith("I")
+    np.testing.assert_array_equal(read_image(tmp_path / "ramp.png"), to8(ramp, 0, 65535))
+
+
+def test_png_8_bit_rgb_and_jpeg(tmp_path):
+    grey = np.random.default_rng(0).integers(0, 256, (20, 30)).astype(np.uint8)
+    Image.fromarray(grey).save(tmp_path / "g.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "g.png"), grey)
+    Image.fromarray(np.stack([grey] * 3, -1)).save(tmp_path / "rgb.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "rgb.png"), grey)
+    smooth = np.tile(np.linspace(0, 255, 64).astype(np.uint8), (48, 1))
+    Image.fromarray(smooth).save(tmp_path / "s.jpg", quality=95)
+    assert np.abs(read_image(tmp_path / "s.jpg").astype(int) - smooth).mean() < 2
+    assert image_shape(tmp_path / "s.jpg") == (48, 64)
+
+
+def test_bad_files_name_the_file(tmp_path):
+    text = tmp_path / "notes.dcm"
+    text.write_text("not a DICOM file at all")
+    with pytest.raises(DataError, match="notes.dcm"):
+        read_image(text)
+    no_pixels = write_dicom(tmp_path / "nopix.dcm", np.zeros((4, 4)), pixel_data=False)
+    with pytest.raises(DataError, match="nopix.dcm.*PixelData"):
+        read_image(no_pixels)
+    full = write_dicom(tmp_path / "full.dcm", np.zeros((64, 64)))
+    data = open(full, "rb").read()
+    (tmp_path / "cut.dcm").write_bytes(data[: len(data) - 1000])
+    with pytest.raises(DataError, match="cut.dcm"):
+        read_image(tmp_path / "cut.dcm")
+    with pytest.raises(DataError, match="cut.dcm.*truncated"):
+        images.read_dicom_header(tmp_path / "cut.dcm")
+    png = tmp_path / "broken.png"
+    Image.fromarray(np.zeros((50, 50), np.uint8)).save(png)
+    png.write_bytes(png.read_bytes()[:60])
+    with pytest.raises(DataError, match="broken.png"):
+        read_image(png)
+    with pytest.raises(DataError, match="signature"):
+        (tmp_path / "x.txt").write_text("hello")
+        read_image(tmp_path / "x.txt")
+
+
+def test_missing_decoder_names_transfer_syntax_and_package(tmp_path, monkeypatch):
+    path = shutil.copy(get_testdata_file("RG1_J2KI.dcm"), tmp_path / "j2k.dcm")
+    monkeypatch.setattr(images, "_decoder_available", lambda decoder: False)
+    with pytest.raises(DataError, match=r"j2k.dcm.*JPEG 2000.*pylibjpeg-openjpeg"):
+        read_image(path)
+
+
+def test_jpeg_baseline_dicom_decoders_agree(tmp_path):
+    from jaxprobe.data.synth import make_siim
+
+    root, _ = make_siim(str(tmp_path), n=2, seed=0, size=128, sixteen_bit_fraction=0.0)
+    path = next(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".dcm"))
+    pinned = read_image(path).astype(int)
+    chosen_by_pydicom = read_image(path, dicom_plugin=None).astype(int)
+    assert np.abs(pinned - chosen_by_pydicom).mean() < 1.0

@@ -1,13 +1,14 @@
 """Extraction: records -> parallel read + preprocess -> jitted ``encoder.embed`` sharded over local devices -> store.
 
-Work is split into chunks of ``chunk_size`` rows. Each chunk is loaded by a thread pool (the next chunk loads
-while the current one runs on the devices), embedded in fixed-shape batches (the last partial batch is padded,
-so there is one compiled program), written to the store and marked done. With ``jax.distributed`` initialised,
+Work is split into chunks of ``chunk_size`` rows, the unit of resumption. Images are loaded by a thread pool a
+few batches ahead of the devices, embedded in fixed-shape batches (a partial batch is padded, so there is one
+compiled program), and each finished chunk is written to the store and marked done. With ``jax.distributed`` initialised,
 process p of P takes the pending chunks c with c % P == p, all writing into the same folder.
 """
 from __future__ import annotations
 
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -53,7 +54,7 @@ def open_or_create(path: Path, encoder, ids: Sequence[str], *, chunk_size: int, 
 
 
 def extract(encoder, ids: Sequence[str], load_fn: LoadFn, root: str | Path, *, name: str, batch_size: int = 16,
-            chunk_size: int | None = None, workers: int = 4, mask_size: int | None = None,
+            chunk_size: int | None = None, workers: int = 4, prefetch: int = 2, mask_size: int | None = None,
             targets: dict[str, np.ndarray] | None = None, extra: dict[str, Any] | None = None,
             progress: bool = True, wait_timeout: float = 3600.0, log: Callable[[str], None] = print) -> Store:
     """Embed every row into the store under ``root`` (resuming a partial one) and return it."""
@@ -81,45 +82,59 @@ def extract(encoder, ids: Sequence[str], load_fn: LoadFn, root: str | Path, *, n
 
         bar = tqdm(total=sum(store.chunk_rows(c)[1] - store.chunk_rows(c)[0] for c in mine), unit="img",
                    desc=f"embed {name}", smoothing=0.1)
+    spec = encoder.spec
+    # (chunk, first row, last row) of every batch this process owns; images are loaded `prefetch` batches ahead
+    # by the thread pool, so at most (prefetch + 1) batches of pixels are in memory whatever N is.
+    plan = [(c, a, min(a + padded, store.chunk_rows(c)[1])) for c in mine
+            for a in range(store.chunk_rows(c)[0], store.chunk_rows(c)[1], padded)]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        def submit(c):
-            a, b = store.chunk_rows(c)
-            return pool.map(load_fn, range(a, b))
+        queue: deque = deque()
+        upcoming = iter(plan)
 
-        pending = submit(mine[0]) if mine else None
-        for k, c in enumerate(mine):
+        def submit_next() -> None:
+            batch = next(upcoming, None)
+            if batch is not None:
+                queue.append([pool.submit(load_fn, i) for i in range(batch[1], batch[2])])
+
+        for _ in range(prefetch + 1):
+            submit_next()
+        out = None
+        for c, a, b in plan:
             t0 = time.perf_counter()
-            items = list(pending)
-            pending = submit(mine[k + 1]) if k + 1 < len(mine) else None  # overlap the next chunk's decoding
+            items = [f.result() for f in queue.popleft()]
+            submit_next()
             t1 = time.perf_counter()
-            a, b = store.chunk_rows(c)
-            pixels = np.stack([it["pixels"] for it in items]).astype(np.float32, copy=False)
-            if pixels.shape[1:] != (s, s, 3):
-                raise StoreError(f"row {a}: load_fn gave pixels {pixels.shape[1:]}, encoder expects ({s}, {s}, 3)")
-            out_g = np.empty((b - a, encoder.spec.global_dim), np.float32)
-            out_p = np.empty((b - a, encoder.spec.grid, encoder.spec.grid, encoder.spec.patch_dim), np.float16)
-            for j in range(0, b - a, padded):
-                batch = pixels[j:j + padded]
-                n = len(batch)
-                if n < padded:
-                    batch = np.concatenate([batch, np.zeros((padded - n, s, s, 3), np.float32)])
-                g, p = encoder.embed(jax.device_put(batch, sharding))
-                out_g[j:j + n] = np.asarray(g)[:n]
-                out_p[j:j + n] = np.asarray(p)[:n]
+            first, last = store.chunk_rows(c)
+            if out is None:
+                out = {"global": np.empty((last - first, spec.global_dim), np.float32),
+                       "patches": np.empty((last - first, spec.grid, spec.grid, spec.patch_dim), np.float16)}
+                if store.meta.get("mask_size"):
+                    out["masks"] = np.empty((last - first, -(-s * s // 8)), np.uint8)
+            pixels = np.zeros((padded, s, s, 3), np.float32)  # padding rows stay zero
+            for j, it in enumerate(items):
+                if it["pixels"].shape != (s, s, 3):
+                    raise StoreError(f"row {a + j}: load_fn gave pixels {it['pixels'].shape}, "
+                                     f"encoder expects ({s}, {s}, 3)")
+                pixels[j] = it["pixels"]
+            g, p = encoder.embed(jax.device_put(pixels, sharding))
+            n = b - a
+            out["global"][a - first:b - first] = np.asarray(g)[:n]
+            out["patches"][a - first:b - first] = np.asarray(p)[:n]
+            if "masks" in out:
+                out["masks"][a - first:b - first] = np.packbits(
+                    np.stack([np.asarray(it["mask"], bool).reshape(-1) for it in items]), axis=1)
             t2 = time.perf_counter()
-            rows = {"global": out_g, "patches": out_p}
-            if store.meta.get("mask_size"):
-                masks = np.stack([np.asarray(it["mask"], bool).reshape(-1) for it in items])
-                rows["masks"] = np.packbits(masks, axis=1)
-            store.write_rows(a, rows)
-            store.mark_done(c)
+            if b == last:  # chunk finished: flush its rows, then its marker
+                store.write_rows(first, out)
+                store.mark_done(c)
+                out = None
             t3 = time.perf_counter()
             timing["load"] += t1 - t0
             timing["embed"] += t2 - t1
             timing["write"] += t3 - t2
             if bar is not None:
-                bar.update(b - a)
-            del items, pixels, rows, out_g, out_p
+                bar.update(n)
+            del items, pixels
     if bar is not None:
         bar.close()
     store.meta["timing_s"] = {k: round(v, 3) for k, v in timing.items()}

@@ -1,0 +1,124 @@
+"""Extraction throughput and peak memory: the store's chunked memmap writes against the usual list-and-stack loop.
+
+    python benchmarks/embed.py            # N = 250 and 4N = 1000 synthetic SIIM DICOMs, reduced RAD-DINO-family encoder
+    python benchmarks/embed.py --quick    # N = 130 and 520
+
+Each extraction runs in a fresh subprocess so that its peak RSS (ru_maxrss) is its own. The competitor keeps every
+embedding in Python lists and saves once at the end, as most feature-extraction scripts do; its RSS grows with N,
+the store's should not. Also printed: time spent decoding + preprocessing vs in the encoder, per image.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, ROOT)
+
+ENCODER = dict(width=96, depth=2, num_heads=2)  # RAD-DINO family at 518 px: 37x37x96 patches, 263 KB/image
+
+
+def child(mode: str, data: str, n: int, out: str) -> None:
+    import numpy as np
+
+    from jaxprobe import encoders
+    from jaxprobe.data import siim_records
+    from jaxprobe.embed.records import extract_records, record_loader
+
+    from jaxprobe.data.synth import make_synthetic  # noqa: F401  (same import cost on both sides)
+
+    records = siim_records(os.path.join(data, "siim"), csv_path=os.path.join(data, "siim", "train-rle.csv"))[:n]
+    enc = encoders.load("rad_dino", **ENCODER)
+    t0 = time.perf_counter()
+    if mode == "store":
+        store = extract_records(enc, records, out, name="bench", mask="pneumothorax", batch_size=16, workers=2,
+                                progress=False, log=lambda m: None)
+        timing = store.meta.get("timing_s", {})
+    else:  # the usual script: accumulate in lists, stack, save
+        load = record_loader(records, enc.spec, "pneumothorax")
+        gs, ps, ms = [], [], []
+        for s in range(0, n, 16):
+            items = [load(i) for i in range(s, min(n, s + 16))]
+            g, p = enc.embed(np.stack([it["pixels"] for it in items]))
+            gs.append(np.asarray(g))
+            ps.append(np.asarray(p).astype(np.float16))
+            ms.extend(it["mask"] for it in items)
+        np.save(os.path.join(out, "global.npy"), np.concatenate(gs))
+        np.save(os.path.join(out, "patches.npy"), np.concatenate(ps))
+        np.save(os.path.join(out, "masks.npy"), np.stack(ms))
+        timing = {}
+    wall = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps({"wall": wall, "rss_mb": rss, "timing": timing}))
+
+
+def shares(data: str, n: int) -> tuple[float, float]:
+    """Seconds per image for decode+preprocess alone and for the encoder alone (batch 16)."""
+    import numpy as np
+
+    from jaxprobe import encoders
+    from jaxprobe.data import siim_records
+    from jaxprobe.embed.records import record_loader
+
+    records = siim_records(os.path.join(data, "siim"), csv_path=os.path.join(data, "siim", "train-rle.csv"))[:n]
+    enc = encoders.load("rad_dino", **ENCODER)
+    load = record_loader(records, enc.spec)
+    t0 = time.perf_counter()
+    pix = np.stack([load(i)["pixels"] for i in range(n)])
+    t_dec = (time.perf_counter() - t0) / n
+    enc.embed(pix[:16])[0].block_until_ready()
+    t0 = time.perf_counter()
+    for s in range(0, n - 15, 16):
+        enc.embed(pix[s:s + 16])[0].block_until_ready()
+    t_enc = (time.perf_counter() - t0) / (16 * (n // 16))
+    return t_dec, t_enc
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=250)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--child", nargs=4, metavar=("MODE", "DATA", "N", "OUT"))
+    args = ap.parse_args()
+    if args.child:
+        mode, data, n, out = args.child
+        return child(mode, data, int(n), out)
+    n = 130 if args.quick else args.n
+    from jaxprobe.data import make_synthetic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "data")
+        t0 = time.perf_counter()
+        make_synthetic(data, n=4 * n, seed=0, size=256)
+        print(f"synthetic set: {4 * n} SIIM-style DICOMs (256x256) in {time.perf_counter() - t0:.1f}s; encoder "
+              f"RAD-DINO-family {ENCODER} at 518 px, batch 16")
+        t_dec, t_enc = shares(data, min(64, n))
+        print(f"per image: decode+preprocess {t_dec * 1e3:.1f} ms (1 thread), encoder {t_enc * 1e3:.1f} ms "
+              f"-> decoding is {t_dec / (t_dec + t_enc):.0%} of serial time")
+        print(f"{'method':<22} {'N':>5} {'img/s':>8} {'peak RSS MB':>12}")
+        rows = {}
+        for mode in ("store", "lists"):
+            for count in (n, 4 * n):
+                out = os.path.join(tmp, f"{mode}-{count}")
+                os.makedirs(out)
+                res = subprocess.run([sys.executable, __file__, "--child", mode, data, str(count), out],
+                                     capture_output=True, text=True, check=True)
+                r = json.loads(res.stdout.strip().splitlines()[-1])
+                rows[mode, count] = r
+                label = "jaxprobe store" if mode == "store" else "lists + np.save"
+                print(f"{label:<22} {count:>5} {count / r['wall']:>8.1f} {r['rss_mb']:>12.0f}")
+        for mode in ("store", "lists"):
+            grow = rows[mode, 4 * n]["rss_mb"] - rows[mode, n]["rss_mb"]
+            print(f"RSS growth from N to 4N, {mode}: {grow:+.0f} MB")
+        ratio = (4 * n / rows["store", 4 * n]["wall"]) / (4 * n / rows["lists", 4 * n]["wall"])
+        print(f"throughput ratio store / lists at 4N: {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -105,17 +105,20 @@ def _counts_from_indices(indices, n):
     return jnp.zeros((indices.shape[0], n), jnp.int32).at[rows, indices].add(1)
 
 
+_counts_jit = jax.jit(_counts_from_indices, static_argnums=1)
+
+
 def resample_counts(plan: ResamplePlan, rows: Sequence[int] | None = None, attempts: Sequence[int] | None = None
                     ) -> np.ndarray:
     """Rows of the count matrix W (all B rows if ``rows`` is None) at the given redraw attempts (default 0)."""
-    row_ids = jnp.asarray(np.arange(plan.n_resamples) if rows is None else rows, jnp.int32)
-    key, sampling = jax.random.key(plan.seed), plan.sampling_arrays()
-    if attempts is None:
+    with jax.enable_x64(True):   # the same compiled draws as bootstrap_replicates uses
+        row_ids = jnp.asarray(np.arange(plan.n_resamples) if rows is None else rows, jnp.int32)
+        key, sampling = jax.random.key(plan.seed), plan.sampling_arrays()
         indices = _draw_indices(key, row_ids, *sampling)
-    else:
-        fresh = _redraw_indices(key, row_ids, jnp.maximum(jnp.asarray(attempts, jnp.int32), 1), *sampling)
-        indices = jnp.where((jnp.asarray(attempts) > 0)[:, None], fresh, _draw_indices(key, row_ids, *sampling))
-    return np.asarray(jax.jit(_counts_from_indices, static_argnums=1)(indices, plan.n_cases))
+        if attempts is not None and np.any(attempts):
+            fresh = _redraw_indices(key, row_ids, jnp.maximum(jnp.asarray(attempts, jnp.int32), 1), *sampling)
+            indices = jnp.where((jnp.asarray(attempts) > 0)[:, None], fresh, indices)
+        return np.asarray(_counts_jit(indices, plan.n_cases))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,14 +175,23 @@ def _ranking_one_model(counts, w_pos, n_pos, n_neg, model, which):
     return {name: jnp.where(defined, value, jnp.nan) for name, value in out.items()}
 
 
-@functools.partial(jax.jit, static_argnames=("which",))
-def _ranking_replicates(indices, positive_cases, models, which):
+def _ranking_from_indices(indices, positive_cases, models, which):
     """Ranking metrics for all models: dict name -> [models, rows]; models run one after another to bound memory."""
     counts = _counts_from_indices(indices, models[0].shape[1])
     w_pos = jnp.take(counts, positive_cases, axis=1)
     n_pos = jnp.sum(w_pos, axis=1).astype(jnp.float64)
     n_neg = counts.shape[1] - n_pos
     return jax.lax.map(lambda model: _ranking_one_model(counts, w_pos, n_pos, n_neg, model, which), models)
+
+
+_ranking_replicates = jax.jit(_ranking_from_indices, static_argnames=("which",))
+
+
+@functools.partial(jax.jit, static_argnames=("which",))
+def _ranking_chunk(key, row_ids, cases_by_stratum, offset, size, positive_cases, models, which):
+    """Draw the rows and compute the ranking metrics in one compiled call (no redraw needed)."""
+    indices = _draw_indices(key, row_ids, cases_by_stratum, offset, size)
+    return _ranking_from_indices(indices, positive_cases, models, which)
 
 
 @jax.jit
@@ -320,11 +332,13 @@ def bootstrap_replicates(
             row_ids = np.arange(first, first + chunk, dtype=np.int32)
             take = min(chunk, B - first)
             if kind == "ranking":
-                indices = _draw_indices(key, row_ids, *sampling)
                 if degenerate == "redraw" and plan.strata is None:
+                    indices = _draw_indices(key, row_ids, *sampling)
                     indices, attempts = _redraw_single_class_rows(key, row_ids, indices, y_dev, sampling)
                     final_attempts[first:first + take] = attempts[:take]
-                out = _ranking_replicates(indices, positive_dev, model_arrays, which)
+                    out = _ranking_replicates(indices, positive_dev, model_arrays, which)
+                else:
+                    out = _ranking_chunk(key, row_ids, *sampling, positive_dev, model_arrays, which)
                 for name in which:
                     values[name][:, first:first + take] = np.asarray(out[name])[:, :take]
             else:

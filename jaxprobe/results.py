@@ -128,6 +128,14 @@ def _num(x, digits=3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
+def digits_for(values, minimum: int = 3) -> int:
+    """Decimals that show three significant figures of the largest value (MSE of CTR is ~1e-3)."""
+    finite = [abs(v) for v in values if v is not None and v == v and v != 0]
+    if not finite:
+        return minimum
+    return max(minimum, 2 - int(math.floor(math.log10(max(finite)))))
+
+
 def format_interval(low, high, digits=3) -> str:
     # An en dash next to a minus sign reads as a range of negatives; use a comma when a bound is negative.
     if low is not None and high is not None and min(low, high) < 0:
@@ -160,6 +168,7 @@ def table2_markdown(analyses, digits: int = 3) -> str:
     for a in analyses:
         for metric in a["metrics"].values():
             cells = [a["task"], a["scenario"], metric["display"]]
+            digits = digits_for([r["estimate"] for r in metric["models"].values()], digits)
             for m in models:
                 r = metric["models"].get(m)
                 cells.append("" if r is None else
@@ -189,9 +198,10 @@ def table_s1_markdown(analyses, digits: int = 3) -> str:
     thresholds = set()
     for r in table_s1_rows(analyses):
         thresholds.add(r["bonferroni_threshold"])
+        d = digits_for([r["ci_low"], r["ci_high"], r["difference"]], digits)
         lines.append("| " + " | ".join([
             r["task"], r["scenario"], r["metric_display"], f"{display_name(r['model_a'])} vs {display_name(r['model_b'])}",
-            f"{_num(r['difference'], digits)} {format_interval(r['ci_low'], r['ci_high'], digits)}",
+            f"{_num(r['difference'], d)} {format_interval(r['ci_low'], r['ci_high'], d)}",
             format_p(r["p_value"]), format_p(r["p_adjusted"]), r["significant"]]) + " |")
     if len(lines) == 2:
         return "**Table S1.** No model pairs (one model per analysis)."

@@ -215,8 +215,8 @@ def compare_metrics(
     settings = {
         "n_resamples": n_resamples,
         "seed": seed,
-        "rng": "row b of W from fold_in(jax.random.key(seed), b) (threefry2x32); index = high word of "
-               "uint32 bits x stratum size",
+        "rng": "row b: SplitMix64 stream seeded by the 64 bits of fold_in(jax.random.key(seed), b) "
+               "(threefry2x32); case index = stratum case [high 32 bits of output x stratum size >> 32]",
         "ci_level": ci_level,
         "ci_method": "percentile",
         "stratified": stratified,

@@ -155,3 +155,29 @@ def test_one_class_resamples_are_dropped_or_redrawn_as_configured():
 
     stratified = bs.bootstrap_replicates(info, y, preds, bs.ResamplePlan(10, 400, seed=0, strata=y))
     assert not np.isnan(stratified.values["auroc"]).any() and stratified.n_redrawn == 0
+
+
+def test_splitmix64_matches_the_reference_generator():
+    import jax
+    import jax.numpy as jnp
+
+    # First outputs of SplitMix64 from state 0 (the reference C code by Vigna; widely used test vector).
+    expected = [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4, 0x06C45D188009454F]
+    with jax.enable_x64(True):
+        got = bs.splitmix64_high_words(jnp.uint64(0), 3)
+    assert [int(g) for g in got] == [e >> 32 for e in expected]
+
+
+def test_large_test_sets_use_separate_prefix_sums():
+    n = bs.PACKED_PREFIX_LIMIT + 500
+    rng = np.random.default_rng(0)
+    y = (rng.random(n) < 0.5).astype(int)
+    preds = {"a": np.round(rng.normal(y, 1), 1)}
+    plan = bs.ResamplePlan(n, 3, seed=0, strata=y)
+    reps = bs.bootstrap_replicates([M.METRICS["auroc"], M.METRICS["average_precision"]], y, preds, plan)
+    counts = bs.resample_counts(plan)
+    for b in range(3):
+        idx = _indices(counts[b])
+        assert reps.values["auroc"][0, b] == pytest.approx(skm.roc_auc_score(y[idx], preds["a"][idx]), abs=1e-9)
+        assert reps.values["average_precision"][0, b] == pytest.approx(
+            skm.average_precision_score(y[idx], preds["a"][idx]), abs=1e-9)

@@ -8,7 +8,8 @@ Formats (one file or folder per model):
   Predicted PNGs hold probabilities scaled to the integer range (255 = 1.0) unless ``mask_values="label"``
   (any nonzero pixel is foreground); true masks are foreground where nonzero.
 
-Every model must cover the same cases. A case missing from some files stops the run with the ids listed,
+Cases are put in sorted case-id order, so results do not depend on row order. Every model must cover the
+same cases. A case missing from some files stops the run with the ids listed,
 unless ``intersect=True``, which keeps the common cases and records how many were dropped.
 """
 from __future__ import annotations
@@ -156,7 +157,8 @@ def load_predictions(kind: str, sources: Mapping[str, str], *, true_masks: str |
     if not common:
         raise ValueError("prediction files share no case ids")
     first_model = next(iter(per_model))
-    case_ids = [c for c in per_model[first_model] if c in common]   # the first file's order
+    # Sorted ids, so that the resamples (and every number) do not depend on the order of rows in the files.
+    case_ids = sorted(common)
 
     truth_index = 0 if kind != "mask" else 2      # y_true, or true_area for masks
     reference = np.array([per_model[first_model][c][truth_index] for c in case_ids])

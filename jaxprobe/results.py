@@ -1,6 +1,6 @@
 """One analysis's outputs in a run directory: results.json, table.md (Table 2 layout), pairwise.csv (Table S1).
 
-``write_analysis(run_dir, task=..., scenario=..., kind=..., comparisons=compare_metrics(...))`` writes them;
+``write_analysis(run_dir, task=..., scenario=..., comparisons=compare_metrics(...))`` writes them;
 ``load_analysis(run_dir)`` reads results.json back (checked) for `jaxprobe.report`.
 
 results.json schema (``"schema": "jaxprobe.analysis/1"``)::
@@ -68,12 +68,19 @@ def _json_safe(x):
     return x
 
 
-def analysis_dict(*, task: str, scenario: str, kind: str, comparisons: Mapping[str, object],
+KIND_OF_METRIC = {"ranking": "classification", "mask": "segmentation", "regression": "regression"}
+
+
+def analysis_dict(*, task: str, scenario: str, comparisons: Mapping[str, object], kind: str | None = None,
                   cases: dict | None = None) -> dict:
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if not comparisons:
         raise ValueError("no comparisons to write")
+    inferred = KIND_OF_METRIC[next(iter(comparisons.values())).metric.kind]
+    kind = inferred if kind is None else kind
+    if kind != inferred:
+        raise ValueError(f"kind {kind!r} does not match the metrics, which are {inferred} metrics")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     first = next(iter(comparisons.values()))
     for c in comparisons.values():
         if c.settings != first.settings or list(c.models) != list(first.models):
@@ -93,9 +100,13 @@ def analysis_dict(*, task: str, scenario: str, kind: str, comparisons: Mapping[s
     return _json_safe(out)
 
 
-def write_analysis(run_dir, *, task: str, scenario: str, kind: str, comparisons: Mapping[str, object],
+def write_analysis(run_dir, *, task: str, scenario: str, comparisons: Mapping[str, object], kind: str | None = None,
                    cases: dict | None = None) -> dict[str, pathlib.Path]:
-    """Write results.json, table.md and pairwise.csv into ``run_dir``; return their paths."""
+    """Write results.json, table.md and pairwise.csv into ``run_dir``; return their paths.
+
+    ``comparisons`` is what `jaxprobe.stats.compare_metrics` returns for one analysis (one task, one head);
+    ``kind`` (classification / segmentation / regression) follows from the metrics when not given.
+    """
     run_dir = pathlib.Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     analysis = analysis_dict(task=task, scenario=scenario, kind=kind, comparisons=comparisons, cases=cases)

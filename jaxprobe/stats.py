@@ -10,6 +10,11 @@ Python API::
     result = compare("auroc", y_true, {"rad_dino": s1, "biomedclip": s2}, n_resamples=10_000, seed=0)
     result.models["rad_dino"].ci_low, result.pairs[0].p_value
 
+    # one analysis of a run: several metrics from the same resamples, written into the run directory
+    comparisons = compare_metrics(["dice", "iou"], None, {"rad_dino": MaskStatistics(...), ...})
+    jaxprobe.results.write_analysis(run_dir, task="pneumothorax segmentation", scenario="custom model",
+                                    comparisons=comparisons)
+
 How the numbers are made (every choice is an argument and is written into results.json):
 
 - One count matrix W [B, n] per task, drawn from ``jax.random.key(seed)`` (see `jaxprobe.bootstrap`),
@@ -228,7 +233,8 @@ def compare_metrics(
         "pr_auc_definition": ([i.name for i in infos if i.name in ("average_precision", "pr_auc_trapezoid")]
                               or None),
         "point_estimate": point_estimate,
-        "p_value": "two-sided paired bootstrap, re-centred: (1 + #{|d* - d| >= |d|}) / (B_valid + 1)",
+        "p_value": "two-sided paired bootstrap, re-centred: (1 + #{|d* - d| >= |d|}) / (B_valid + 1), "
+                   "d* = resample difference, d = full-test-set difference",
         "alpha": alpha,
         "n_comparisons": family if pairs else 0,
         "bonferroni_threshold": threshold if pairs else None,
@@ -348,9 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ci_level=args.ci_level, stratify=(False if args.no_stratify else None) if kind == "ranking" else None,
         degenerate=args.degenerate, empty_mask_rule=args.empty_mask_rule, mask_threshold=args.mask_threshold,
         pr_auc=args.pr_auc, point_estimate=args.point_estimate, alpha=args.alpha)
-    kind_name = {"ranking": "classification", "mask": "segmentation", "regression": "regression"}[kind]
-    paths = results_io.write_analysis(args.out, task=args.task, scenario=args.scenario, kind=kind_name,
-                                      comparisons=comparisons, cases=loaded.case_summary())
+    paths = results_io.write_analysis(args.out, task=args.task, scenario=args.scenario, comparisons=comparisons,
+                                      cases=loaded.case_summary())
     print((paths["table"]).read_text())
     for p in paths.values():
         print(f"wrote {p}", file=sys.stderr)

@@ -97,3 +97,12 @@ def test_results_json_carries_every_setting(run_dirs):
     cls = results.load_analysis(run_dirs[2])
     assert cls["settings"]["pr_auc_definition"] == ["average_precision"]
     assert set(cls["metrics"]["auroc"]["delong"]) == {"models", "pairs"}
+
+
+def test_write_analysis_checks_the_kind(tmp_path):
+    y = np.r_[np.ones(10, int), np.zeros(10, int)]
+    comparisons = compare_metrics(["auroc"], y, {"a": np.arange(20.0)}, n_resamples=20)
+    with pytest.raises(ValueError, match="classification metrics"):
+        results.write_analysis(tmp_path, task="t", scenario="s", kind="regression", comparisons=comparisons)
+    results.write_analysis(tmp_path, task="t", scenario="s", comparisons=comparisons)
+    assert results.load_analysis(tmp_path)["kind"] == "classification"

@@ -181,3 +181,11 @@ def test_large_test_sets_use_separate_prefix_sums():
         assert reps.values["auroc"][0, b] == pytest.approx(skm.roc_auc_score(y[idx], preds["a"][idx]), abs=1e-9)
         assert reps.values["average_precision"][0, b] == pytest.approx(
             skm.average_precision_score(y[idx], preds["a"][idx]), abs=1e-9)
+
+
+def test_r2_is_undefined_exactly_on_resamples_with_constant_targets():
+    y = np.array([0.4, 0.4, 0.4, 0.6])
+    plan = bs.ResamplePlan(4, 300, seed=0)
+    reps = bs.bootstrap_replicates([M.METRICS["r2"]], y, {"a": np.array([0.41, 0.39, 0.4, 0.58])}, plan)
+    counts = bs.resample_counts(plan)
+    np.testing.assert_array_equal(np.isnan(reps.values["r2"][0]), counts[:, 3] == 0)

@@ -111,9 +111,16 @@ def _pred_mask(path, mask_values: str, threshold: float) -> np.ndarray:
     return a / top > threshold
 
 
-def _mask_folder_statistics(pred_dir: pathlib.Path, true_dir: pathlib.Path, threshold: float, mask_values: str):
+def _mask_folder_statistics(pred_dir: pathlib.Path, true_dir: pathlib.Path, threshold: float, mask_values: str,
+                            intersect: bool):
     if not pred_dir.is_dir():
         raise FileNotFoundError(f"{pred_dir}: not a folder of predicted masks")
+    if not true_dir.is_dir():
+        raise FileNotFoundError(f"{true_dir}: not a folder of true masks")
+    unpredicted = sorted({p.stem for p in true_dir.glob("*.png")} - {p.stem for p in pred_dir.glob("*.png")})
+    if unpredicted and not intersect:
+        raise ValueError(f"{pred_dir}: no predicted mask for {len(unpredicted)} true masks in {true_dir}, "
+                         f"e.g. {unpredicted[:5]}; pass --intersect to score only the predicted cases")
     rows = {}
     for path in sorted(pred_dir.glob("*.png")):
         true_path = true_dir / path.name
@@ -141,7 +148,7 @@ def load_predictions(kind: str, sources: Mapping[str, str], *, true_masks: str |
                 if true_masks is None:
                     raise ValueError(f"{path}: mask folders need --true-masks (the folder of true masks)")
                 per_model[model] = _mask_folder_statistics(path, pathlib.Path(true_masks), mask_threshold,
-                                                           mask_values)
+                                                           mask_values, intersect)
             else:
                 per_model[model] = _read_csv(path, MASK_STAT_COLUMNS, _count)
         else:

@@ -193,4 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (ValueError, FileNotFoundError) as error:   # bad input: the message names the file and the problem
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -146,6 +146,10 @@ def test_label_masks_saved_as_zero_one_are_not_read_as_probabilities(tmp_path):
             "--true-masks", str(tmp_path / "true"), f"--pred=a={tmp_path / 'pred'}"]
     with pytest.raises(ValueError, match="--mask-values label"):
         stats.main(args)
+    (tmp_path / "pred" / "c2.png").rename(tmp_path / "c2.png")
+    with pytest.raises(ValueError, match=r"no predicted mask for 1 true masks.*'c2'"):
+        stats.main(args + ["--mask-values", "label"])
+    (tmp_path / "c2.png").rename(tmp_path / "pred" / "c2.png")
     assert stats.main(args + ["--mask-values", "label"]) == 0
     data = json.loads((tmp_path / "r" / "results.json").read_text())
     assert data["metrics"]["dice"]["models"]["a"]["estimate"] == pytest.approx(2 / 3)   # case 0 both empty -> 0

@@ -163,7 +163,11 @@ def build_report(run_dirs: Sequence[str], out_dir) -> pathlib.Path:
     sections = ["# jaxprobe report", "",
                 f"{len(analyses)} analyses: " + "; ".join(f"{a['task']} ({a['scenario']})" for a in analyses) + ".",
                 "", "## Table 2", "", R.table2_markdown(analyses), "", "## Table S1", "", R.table_s1_markdown(analyses),
-                "", "## Figures", ""]
+                ""]
+    cross_check = R.delong_markdown(analyses)
+    if cross_check:
+        sections += ["## AUROC: bootstrap vs DeLong", "", cross_check, ""]
+    sections += ["## Figures", ""]
     for a in analyses:
         path = figure_task_scenario(a, all_models, figures_dir / f"{_slug(a['task'], a['scenario'])}.png")
         sections += [f"### {a['task']} — {a['scenario']}", "", f"![{a['task']} {a['scenario']}](figures/{path.name})", ""]

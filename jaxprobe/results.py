@@ -112,7 +112,8 @@ def write_analysis(run_dir, *, task: str, scenario: str, comparisons: Mapping[st
     analysis = analysis_dict(task=task, scenario=scenario, kind=kind, comparisons=comparisons, cases=cases)
     paths = {"results": run_dir / "results.json", "table": run_dir / "table.md", "pairwise": run_dir / "pairwise.csv"}
     paths["results"].write_text(json.dumps(analysis, indent=2) + "\n")
-    paths["table"].write_text(table2_markdown([analysis]) + "\n\n" + table_s1_markdown([analysis]) + "\n")
+    parts = [table2_markdown([analysis]), table_s1_markdown([analysis]), delong_markdown([analysis])]
+    paths["table"].write_text("\n\n".join(p for p in parts if p) + "\n")
     write_pairwise_csv(paths["pairwise"], [analysis])
     return paths
 
@@ -219,6 +220,32 @@ def table_s1_markdown(analyses, digits: int = 3) -> str:
     rule = ", ".join(f"{t:.4g}" for t in sorted(t for t in thresholds if t is not None))
     return (f"**Table S1.** Paired two-sided bootstrap tests; significant when p < the Bonferroni threshold "
             f"({rule}).\n\n" + "\n".join(lines))
+
+
+def delong_markdown(analyses, digits: int = 3) -> str:
+    """AUROC cross-check: bootstrap CI and paired p next to DeLong's CI and z-test p ("" if no AUROC)."""
+    header = ["Task", "Head", "Model or pair", "Bootstrap CI", "DeLong CI", "Bootstrap p", "DeLong p"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for a in analyses:
+        metric = a["metrics"].get("auroc")
+        if not metric or "delong" not in metric:
+            continue
+        dl = metric["delong"]
+        for m, r in metric["models"].items():
+            d = dl["models"][m]
+            lines.append("| " + " | ".join([a["task"], a["scenario"], display_name(m),
+                                            format_interval(r["ci_low"], r["ci_high"], digits),
+                                            format_interval(d["ci_low"], d["ci_high"], digits), "", ""]) + " |")
+        for p, d in zip(metric["pairs"], dl["pairs"]):
+            lines.append("| " + " | ".join([a["task"], a["scenario"],
+                                            f"{display_name(p['model_a'])} − {display_name(p['model_b'])}",
+                                            format_interval(p["ci_low"], p["ci_high"], digits),
+                                            format_interval(d["ci_low"], d["ci_high"], digits),
+                                            format_p(p["p_value"]), format_p(d["p_value"])]) + " |")
+    if len(lines) == 2:
+        return ""
+    return "**AUROC cross-check.** Percentile bootstrap vs DeLong (normal approximation), unadjusted p.\n\n" + \
+        "\n".join(lines)
 
 
 def write_pairwise_csv(path, analyses) -> None:

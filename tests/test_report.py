@@ -57,6 +57,7 @@ def test_report_collects_tables_and_figures(run_dirs, tmp_path, monkeypatch):
     # one Table 2 row and three Table S1 rows (one per encoder pair)
     assert md.count("| pneumothorax segmentation | custom model | Dice |") == 4
     assert "| RAD-DINO | CheXagent | BiomedCLIP |" in md
+    assert "## AUROC: bootstrap vs DeLong" in md and "| cardiomegaly classification | linear probe | RAD-DINO − CheXagent |" in md
     images = [line.split("](")[1].rstrip(")") for line in md.splitlines() if line.startswith("![")]
     assert len(images) == 5                          # 4 analyses + one heads comparison
     for image in images:

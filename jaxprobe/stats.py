@@ -103,6 +103,8 @@ class Comparison:
 def paired_p_value(differences: np.ndarray, observed: float) -> float:
     """Two-sided p of the re-centred paired bootstrap: (1 + #{|Δ* − Δ̂| ≥ |Δ̂|}) / (B + 1)."""
     d = differences[~np.isnan(differences)]
+    if not np.isfinite(observed) or d.size == 0:
+        return float("nan")      # the metric is undefined on the full test set or on every resample
     extreme = np.count_nonzero(np.abs(d - observed) >= abs(observed))
     return float((1 + extreme) / (d.size + 1))
 

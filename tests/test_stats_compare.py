@@ -48,6 +48,7 @@ def test_paired_p_value_recentres_and_adds_one():
     assert paired_p_value(d, 0.2) == pytest.approx(0.25)
     # |0 - 0.25| and |-0.5 - 0.25| reach 0.25, |0.5 - 0.25| does too (>=), |0.3 - 0.25| does not -> (1 + 3) / (4 + 1)
     assert paired_p_value(np.array([0.0, 0.5, -0.5, 0.3]), 0.25) == pytest.approx(4 / 5)
+    assert np.isnan(paired_p_value(np.array([0.1, 0.2]), np.nan))
 
 
 def test_estimates_cis_and_point_estimate_conventions():

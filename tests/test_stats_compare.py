@@ -1,0 +1,162 @@
+"""compare(): paired p-values, Bonferroni verdicts, CIs, DeLong; simulations of p-value calibration and CI coverage."""
+import itertools
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from jaxprobe import metrics as M
+from jaxprobe.delong import delong
+from jaxprobe.stats import compare, compare_metrics, paired_p_value
+
+
+def _three_models(seed=0, n=300):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.4).astype(int)
+    return y, {"strong": rng.normal(2.5 * y, 1), "weak": rng.normal(0.3 * y, 1), "weak_copy": None}
+
+
+def test_identical_predictions_give_p_one():
+    y, preds = _three_models()
+    preds["weak_copy"] = preds["weak"].copy()
+    result = compare("auroc", y, preds, n_resamples=500, seed=1)
+    pair = result.pair("weak", "weak_copy")
+    assert pair.p_value == 1.0 and pair.p_adjusted == 1.0 and not pair.significant
+    assert pair.difference == 0 and pair.ci_low == 0 and pair.ci_high == 0
+
+
+def test_clearly_different_models_give_the_smallest_p_and_bonferroni_verdicts():
+    y, preds = _three_models()
+    preds["weak_copy"] = preds["weak"] + np.random.default_rng(5).normal(0, 0.01, y.size)
+    B = 999
+    result = compare("auroc", y, preds, n_resamples=B, seed=2)
+    assert result.settings["bonferroni_threshold"] == pytest.approx(0.05 / 3)
+    assert result.settings["n_comparisons"] == 3
+    strong = result.pair("strong", "weak")
+    assert strong.p_value == pytest.approx(1 / (B + 1))          # never 0
+    assert strong.p_adjusted == pytest.approx(3 / (B + 1)) and strong.significant
+    assert strong.difference > 0.3 and strong.ci_low > 0
+    for p in result.pairs:
+        assert p.p_adjusted == pytest.approx(min(1.0, 3 * p.p_value))
+        assert p.significant == (p.p_value < 0.05 / 3)
+    assert not result.pair("weak", "weak_copy").significant
+
+
+def test_paired_p_value_recentres_and_adds_one():
+    d = np.array([0.1, 0.2, 0.3, np.nan])
+    # |d - 0.2| >= 0.2 holds for none of 0.1, 0.2, 0.3 -> (1 + 0) / (3 + 1)
+    assert paired_p_value(d, 0.2) == pytest.approx(0.25)
+    # |0 - 0.25| and |-0.5 - 0.25| reach 0.25, |0.5 - 0.25| does too (>=), |0.3 - 0.25| does not -> (1 + 3) / (4 + 1)
+    assert paired_p_value(np.array([0.0, 0.5, -0.5, 0.3]), 0.25) == pytest.approx(4 / 5)
+    assert np.isnan(paired_p_value(np.array([0.1, 0.2]), np.nan))
+
+
+def test_estimates_cis_and_point_estimate_conventions():
+    y, preds = _three_models(3)
+    preds.pop("weak_copy")
+    full = compare("auprc", y, preds, n_resamples=400, seed=0)
+    assert full.metric.name == "average_precision"
+    for name, r in full.models.items():
+        assert r.estimate == pytest.approx(M.average_precision(y, preds[name]), abs=1e-12)
+        assert r.ci_low < r.estimate < r.ci_high
+        values = full.replicates[list(full.models).index(name)]
+        assert (r.ci_low, r.ci_high) == pytest.approx(tuple(np.percentile(values, [2.5, 97.5])))
+    mean = compare("auprc", y, preds, n_resamples=400, seed=0, point_estimate="bootstrap_mean", ci_level=0.9)
+    for name, r in mean.models.items():
+        assert r.estimate == pytest.approx(full.replicates[list(full.models).index(name)].mean())
+        assert full.models[name].ci_low < r.ci_low and r.ci_high < full.models[name].ci_high
+    trapezoid = compare("auprc", y, preds, n_resamples=50, pr_auc="trapezoid")
+    assert trapezoid.metric.name == "pr_auc_trapezoid"
+    assert trapezoid.settings["pr_auc_definition"] == ["pr_auc_trapezoid"]
+
+
+def test_resamples_are_shared_whatever_the_set_of_models():
+    y, preds = _three_models(4)
+    preds.pop("weak_copy")
+    together = compare_metrics(["auroc", "auprc"], y, preds, n_resamples=300, seed=7)
+    alone = compare("auroc", y, {"weak": preds["weak"]}, n_resamples=300, seed=7)
+    np.testing.assert_array_equal(together["auroc"].replicates[1], alone.replicates[0])
+
+
+def test_masks_statistics_and_arrays_give_the_same_comparison():
+    rng = np.random.default_rng(0)
+    true = rng.random((30, 12, 12)) < 0.3
+    probs = {m: np.clip(true * w + rng.random((30, 12, 12)) * 0.6, 0, 1) for m, w in (("a", 0.5), ("b", 0.2))}
+    from_masks = compare("dice", true, probs, n_resamples=200, seed=0)
+    stats = {m: M.mask_statistics(p, true) for m, p in probs.items()}
+    from_stats = compare("dice", None, stats, n_resamples=200, seed=0)
+    np.testing.assert_array_equal(from_masks.replicates, from_stats.replicates)
+    assert from_masks.models["a"].estimate == pytest.approx(np.mean(M.dice(probs["a"], true)))
+    assert from_masks.settings["empty_mask_rule"] == "zero" and from_masks.settings["stratified"] is False
+
+
+def test_bad_inputs_are_reported():
+    y, preds = _three_models()
+    preds.pop("weak_copy")
+    with pytest.raises(ValueError, match="'weak'.*shape"):
+        compare("auroc", y, {"strong": preds["strong"], "weak": preds["weak"][:-1]}, n_resamples=10)
+    with pytest.raises(ValueError, match="no classes"):
+        compare("mse", np.ones(5) + np.arange(5), {"a": np.arange(5.0)}, n_resamples=10, stratify=True)
+    with pytest.raises(ValueError, match="mix kinds"):
+        compare_metrics(["auroc", "mse"], y, preds, n_resamples=10)
+    a = M.MaskStatistics(np.array([1, 2]), np.array([2, 2]), np.array([3, 4]))
+    b = M.MaskStatistics(np.array([1, 2]), np.array([2, 2]), np.array([3, 5]))
+    with pytest.raises(ValueError, match="disagree on the true masks.*case index 1"):
+        compare("dice", None, {"a": a, "b": b}, n_resamples=10)
+
+
+def _delong_brute_force(y, scores):
+    """DeLong's components straight from the definition psi(x, y) over all positive-negative pairs."""
+    pos, neg = scores[:, y == 1], scores[:, y == 0]
+    psi = (pos[:, :, None] > neg[:, None, :]) + 0.5 * (pos[:, :, None] == neg[:, None, :])
+    v10, v01 = psi.mean(axis=2), psi.mean(axis=1)
+    return psi.mean(axis=(1, 2)), np.cov(v10) / pos.shape[1] + np.cov(v01) / neg.shape[1]
+
+
+def test_delong_matches_its_definition_and_the_bootstrap():
+    rng = np.random.default_rng(2)
+    n = 400
+    y = (rng.random(n) < 0.3).astype(int)
+    scores = {"a": np.round(rng.normal(y, 1), 1), "b": np.round(rng.normal(0.7 * y, 1), 1), "c": rng.normal(y, 2)}
+    result = delong(y, scores)
+    auc, cov = _delong_brute_force(y, np.stack(list(scores.values())))
+    np.testing.assert_allclose(result.auroc, auc, atol=1e-12)
+    np.testing.assert_allclose(result.covariance, cov, atol=1e-12)
+    boot = compare("auroc", y, scores, n_resamples=2000, seed=0)
+    for i, m in enumerate(scores):
+        assert boot.delong["models"][m]["auroc"] == pytest.approx(M.auroc(y, scores[m]), abs=1e-12)
+        assert boot.models[m].bootstrap_sd == pytest.approx(np.sqrt(cov[i, i]), rel=0.15)
+    for dl in boot.delong["pairs"]:
+        assert dl["p_value"] == pytest.approx(boot.pair(dl["model_a"], dl["model_b"]).p_value, abs=0.05)
+
+
+def test_p_values_are_roughly_uniform_when_models_are_equally_good():
+    rng = np.random.default_rng(123)
+    p_values = []
+    for _ in range(120):
+        n = 200
+        y = np.r_[np.ones(80, int), np.zeros(120, int)]
+        scores = {"a": rng.normal(0.8 * y, 1), "b": rng.normal(0.8 * y, 1)}
+        p_values.append(compare("auroc", y, scores, n_resamples=400, seed=int(rng.integers(1 << 30)),
+                                with_delong=False).pairs[0].p_value)
+    p_values = np.array(p_values)
+    assert sps.kstest(p_values, "uniform").pvalue > 1e-3
+    assert 0.0 <= np.mean(p_values < 0.05) <= 0.12
+
+
+def test_ci_coverage_is_near_nominal():
+    rng = np.random.default_rng(321)
+    shift = 1.0
+    true_auc = sps.norm.cdf(shift / np.sqrt(2))           # binormal model with unit variances
+    covered_auc, covered_mse = [], []
+    for _ in range(120):
+        y = np.r_[np.ones(100, int), np.zeros(100, int)]
+        score = rng.normal(shift * y, 1)
+        r = compare("auroc", y, {"m": score}, n_resamples=400, seed=int(rng.integers(1 << 30)), with_delong=False)
+        covered_auc.append(r.models["m"].ci_low <= true_auc <= r.models["m"].ci_high)
+        target = rng.normal(0, 1, 200)
+        r = compare("mse", target, {"m": target + rng.normal(0, 1, 200)}, n_resamples=400,
+                    seed=int(rng.integers(1 << 30)))
+        covered_mse.append(r.models["m"].ci_low <= 1.0 <= r.models["m"].ci_high)
+    assert 0.87 <= np.mean(covered_auc) <= 0.99
+    assert 0.87 <= np.mean(covered_mse) <= 0.99

@@ -1,0 +1,59 @@
+"""Overlays of a few test images with the true mask (green) and each encoder's predicted mask (red)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .data import preprocess, read_image  # noqa: E402
+from .embed.store import Store  # noqa: E402
+from .encoders.spec import EncoderSpec  # noqa: E402
+from .results import display_name  # noqa: E402
+
+
+def _predicted(pred_dir: Path) -> tuple[list[str], np.ndarray]:
+    import csv
+
+    with open(pred_dir / "member0" / "segmentation.csv", newline="") as f:
+        ids = [row["case_id"] for row in csv.DictReader(f)]
+    return ids, np.load(pred_dir / "member0" / "masks.npy", mmap_mode="r")
+
+
+def write_overlays(config, records, assignment, workdir: Path, n: int = 4) -> Path:
+    test = sorted((r for r in records if assignment[r.image_id] == "test"), key=lambda r: r.image_id)[:n]
+    names = list(config.encoders.names)
+    fig, axes = plt.subplots(len(test), len(names), figsize=(3.2 * len(names), 3.2 * len(test)), squeeze=False)
+    for j, name in enumerate(names):
+        pred_dir = workdir / "predictions" / name
+        head = json.loads((pred_dir / "head.json").read_text())
+        store = Store.open(head["store"])
+        spec = EncoderSpec.from_dict(store.meta["identity"]["spec"])
+        row_of = {cid: k for k, cid in enumerate(store.ids)}
+        pred_ids, pred_masks = _predicted(pred_dir)
+        pred_row = {cid: k for k, cid in enumerate(pred_ids)}
+        for i, r in enumerate(test):
+            cid = f"{r.source}:{r.image_id}"
+            pixels = preprocess(read_image(r.path), spec)[..., 0] * spec.std[0] + spec.mean[0]
+            true = store.masks(np.array([row_of[cid]]))[0]
+            pred = np.asarray(pred_masks[pred_row[cid]])
+            ax = axes[i, j]
+            ax.imshow(pixels, cmap="gray", vmin=0, vmax=1)
+            for m, colour in ((true, "#2ca02c"), (pred, "#d62728")):
+                if m.any():
+                    ax.contour(m.astype(float), levels=[0.5], colors=colour, linewidths=1.2)
+            inter = np.logical_and(true, pred).sum()
+            dice = 2 * inter / (true.sum() + pred.sum()) if (true.sum() + pred.sum()) else float("nan")
+            ax.set_title(f"{display_name(name)}  Dice {dice:.2f}", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(f"{config.task} ({config.scenario}): true mask green, prediction red", fontsize=11)
+    fig.tight_layout()
+    out = workdir / "overlays.png"
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out

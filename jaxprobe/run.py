@@ -1,0 +1,456 @@
+"""``python -m jaxprobe.run --config configs/<analysis>.py [--workdir DIR] [--config.KEY=VALUE ...]``
+
+One analysis of the study end to end: records -> patient-level split -> per-encoder embedding store -> head
+training (early stopping, best-validation weights) -> test predictions -> paired bootstrap statistics ->
+results.json / table.md / pairwise.csv / figures / overlays. ``configs/paper.py`` runs all seven analyses and
+writes one combined report. Every stage's output is on disk; a re-run reuses the stores, the trained heads and
+the predictions, and recomputes only what is missing.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from ml_collections import ConfigDict
+
+from .config import ConfigError, apply_overrides, load_config_file
+
+log = logging.getLogger("jaxprobe.run")
+
+SEG_TARGETS = ("pneumothorax", "heart")
+LOSS_OF_HEAD = {"linear_seg": "bce", "custom_seg": "bce"}
+
+
+class RunError(RuntimeError):
+    """Bad input to a run (missing data root, unknown encoder, ...); the message says what to change."""
+
+
+# ---------------------------------------------------------------------------------------------------- logging
+def _setup_logging(workdir: Path) -> None:
+    root = logging.getLogger("jaxprobe")
+    root.setLevel(logging.INFO)
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+    for h in (logging.StreamHandler(sys.stdout), logging.FileHandler(workdir / "run.log")):
+        h.setFormatter(fmt)
+        root.addHandler(h)
+
+
+class Timings:
+    def __init__(self, path: Path):
+        self.path = path
+        self.values = json.loads(path.read_text()) if path.exists() else {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        t0 = time.perf_counter()
+        log.info(f"[{name}] start")
+        yield
+        dt = time.perf_counter() - t0
+        self.values[name] = round(dt, 2)
+        self.path.write_text(json.dumps(self.values, indent=2) + "\n")
+        log.info(f"[{name}] done in {dt:.1f}s")
+
+
+# ---------------------------------------------------------------------------------------------------- data
+def _cache(config: ConfigDict) -> Path:
+    return Path(os.path.expanduser(config.cache_dir)).absolute()
+
+
+def synthetic_paths(config: ConfigDict):
+    from .data import make_synthetic
+    from .data.synth import SyntheticPaths
+
+    s = config.data.synthetic
+    root = _cache(config) / "synthetic" / f"n{s.n}-size{s.size}-seed{s.seed}"
+    done = root / "COMPLETE"
+    if not done.exists():
+        log.info(f"generating the synthetic phantom set ({s.n} SIIM-style DICOMs + {s.n} cardiomegaly PNGs) in {root}")
+        paths = make_synthetic(root, n=s.n, seed=s.seed, size=s.size)
+        done.write_text(json.dumps(dataclasses.asdict(paths)))
+    return SyntheticPaths(**json.loads(done.read_text()))
+
+
+def load_records(config: ConfigDict, workdir: Path):
+    from .data import cardiomegaly_records, classification_set, nih_cardiomegaly_records, segmentation_set, siim_records
+
+    d = config.data
+    skipped = workdir / "skipped_items.csv" if d.on_error == "skip" else None
+    common = dict(on_error=d.on_error, skipped_file=skipped)
+    if d.source == "siim":
+        if d.root:
+            if not Path(d.root).is_dir():
+                raise RunError(f"data.root {d.root} is not a folder (SIIM-ACR: dicom-images-train/ + train-rle.csv)")
+            records = siim_records(d.root, csv_path=d.csv or None, **common)
+        else:
+            paths = synthetic_paths(config)
+            records = siim_records(paths.siim_root, csv_path=paths.siim_csv, **common)
+        if config.target == "pneumothorax":
+            records = segmentation_set(records)
+        elif config.target == "label":
+            records = classification_set(records, seed=d.balance_seed)
+        else:
+            raise RunError(f"target {config.target!r} does not apply to SIIM-ACR (pneumothorax | label)")
+    elif d.source == "cardiomegaly":
+        if d.nih_root or d.manifest:
+            if not d.chexmask_csv:
+                raise RunError("data.chexmask_csv is required with data.nih_root / data.manifest")
+            for p in (d.nih_root, d.manifest, d.chexmask_csv):
+                if p and not Path(p).exists():
+                    raise RunError(f"{p} does not exist")
+            if d.nih_root:
+                records = nih_cardiomegaly_records(d.nih_root, d.chexmask_csv, min_dice=d.min_dice, **common)
+            else:
+                records = cardiomegaly_records(d.manifest, d.chexmask_csv, min_dice=d.min_dice, **common)
+        elif d.root:
+            raise RunError("the cardiomegaly source reads data.nih_root or data.manifest (+ data.chexmask_csv), "
+                           "not data.root")
+        else:
+            paths = synthetic_paths(config)
+            records = cardiomegaly_records(paths.cardiomegaly_manifest, paths.chexmask_csv, min_dice=d.min_dice,
+                                           **common)
+        if config.target == "ctr":
+            records = [r for r in records if r.ctr is not None]
+        elif config.target not in ("heart", "label"):
+            raise RunError(f"target {config.target!r} does not apply to the cardiomegaly source (heart | label | ctr)")
+    else:
+        raise RunError(f"data.source must be 'siim' or 'cardiomegaly', got {d.source!r}")
+    if len(records) < 10:
+        raise RunError(f"only {len(records)} usable records for {config.analysis}; need at least 10")
+    return records
+
+
+def split(config: ConfigDict, records, workdir: Path) -> dict[str, str]:
+    from .data import resolve_splits, write_splits
+    from .data.splits import leaking_patients
+
+    d = config.data
+    assignment = resolve_splits(records, split_file=d.split_file or None, fractions=tuple(d.split_fractions),
+                                seed=d.split_seed)
+    leaks = leaking_patients(records, assignment)
+    if leaks:
+        raise RunError(f"patients in more than one split: {sorted(leaks)[:5]}")
+    write_splits(workdir / "split.csv", records, assignment)
+    counts = {s: sum(1 for r in records if assignment[r.image_id] == s) for s in ("train", "val", "test")}
+    if min(counts.values()) == 0:
+        raise RunError(f"a split is empty {counts}; use more data or other fractions")
+    log.info(f"split (patient level, seed {d.split_seed}): {counts}")
+    return assignment
+
+
+# ---------------------------------------------------------------------------------------------------- encoders
+def _is_random(config: ConfigDict, name: str) -> bool:
+    return not config.encoders[name].checkpoint
+
+
+def is_demo(config: ConfigDict) -> bool:
+    """The embedded default: synthetic data or random encoders."""
+    data_given = bool(config.data.root or config.data.nih_root or config.data.manifest)
+    return not data_given or any(_is_random(config, n) for n in config.encoders.names)
+
+
+def encoder_for(config: ConfigDict, name: str):
+    from . import encoders
+    from .encoders import checkpoint
+
+    e = config.encoders[name] if name in config.encoders else None
+    if e is None or name not in encoders.NAMES:
+        raise RunError(f"unknown encoder {name!r}; expected some of {list(encoders.NAMES)}")
+    dtype = config.embed.dtype
+    size = e.input_size or None
+    if not e.checkpoint:
+        r = config.encoders.random
+        return encoders.load(name, width=r.width, depth=r.depth, num_heads=r.num_heads, seed=r.seed,
+                             input_size=size, dtype=dtype)
+    src = Path(e.checkpoint)
+    if not src.is_dir():
+        raise RunError(f"encoders.{name}.checkpoint: {src} is not a folder")
+    if checkpoint.is_checkpoint_dir(src):
+        return encoders.load(src, input_size=size, dtype=dtype)
+    return encoders.load(convert_cached(config, name, src), input_size=size, dtype=dtype)
+
+
+def convert_cached(config: ConfigDict, name: str, src: Path) -> Path:
+    """An original checkpoint folder is converted once into the cache, its parity report kept and shown."""
+    from convert import convert
+
+    stat = [(p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in sorted(src.iterdir()) if p.is_file()]
+    key = hashlib.sha256(json.dumps([str(src.absolute()), stat]).encode()).hexdigest()[:16]
+    out = _cache(config) / "converted" / f"{name}-{key}"
+    parity = out / "parity.json"
+    if not parity.exists():
+        if out.exists():
+            import shutil
+
+            shutil.rmtree(out)  # an interrupted conversion: start again
+        log.info(f"converting {src} ({name}) into {out}")
+        convert(name, src, out, log=log.info)
+    report = json.loads(parity.read_text())
+    log.info(f"parity of {name}: worst relative error {report['worst_rel']:.2e} "
+             f"(tolerance {report['tolerance_rel']:.0e}) -> {'passed' if report['passed'] else 'FAILED'}")
+    if not report["passed"]:
+        raise RunError(f"{out}: the converted {name} does not match the PyTorch reference (see {parity})")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- training
+class PackedMasks:
+    """Row-indexable view of the store's bit-packed masks, unpacked per batch (the training loop gathers rows)."""
+
+    def __init__(self, store):
+        self.store = store
+        s = store.meta["mask_size"]
+        self.shape = (store.n, s, s)
+        self.dtype = np.dtype(bool)
+        self.ndim = 3
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, rows):
+        return self.store.masks(np.asarray(rows))
+
+
+def probe_data(config: ConfigDict, store):
+    from .train import ProbeData
+
+    targets = store.targets()
+    if config.target in SEG_TARGETS:
+        y = PackedMasks(store)
+    elif config.target == "label":
+        y = targets["label"].astype(np.float32)
+    else:
+        y = targets["ctr"].astype(np.float32)
+    features = {"global": store.global_embeddings, "patches": store.patches}
+    return ProbeData(features=features, targets=y, case_ids=store.ids)
+
+
+def train_config(config: ConfigDict):
+    from .train import TrainConfig
+
+    t = config.train
+    max_epochs = min(t.max_epochs, t.demo_max_epochs) if is_demo(config) else t.max_epochs
+    return TrainConfig(learning_rate=t.learning_rate, weight_decay=t.weight_decay, batch_size=t.batch_size,
+                       eval_batch_size=t.eval_batch_size, patience=t.patience, min_delta=t.min_delta,
+                       max_epochs=max_epochs, seeds=tuple(t.seeds), shuffle_seed=t.shuffle_seed,
+                       data_on_device=t.data_on_device)
+
+
+def head_factory(config: ConfigDict, name: str, spec):
+    from .heads import make_head
+
+    sizes = {}
+    if config.head.name == "custom_seg":
+        c = config.head.custom_demo if _is_random(config, name) else config.head.custom
+        sizes = {"widths": tuple(c.widths), "refine_size": c.refine_size, "num_heads": c.num_heads,
+                 "attention_dim": c.attention_dim}
+    return lambda rngs: make_head(config.head.name, spec, rngs=rngs, **sizes), sizes
+
+
+def loss_of(config: ConfigDict) -> str:
+    return "mse" if config.target == "ctr" else "bce"
+
+
+# ---------------------------------------------------------------------------------------------------- statistics
+def _read_csv(path: Path) -> dict[str, list[str]]:
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
+
+
+def collect_predictions(config: ConfigDict, workdir: Path):
+    """Member 0 of each encoder's head (the paired comparison); the members' spread is in summary.json."""
+    from .metrics import MaskStatistics
+
+    preds, y_true, case_ids = {}, None, None
+    for name in config.encoders.names:
+        d = workdir / "predictions" / name / "member0"
+        if config.target in SEG_TARGETS:
+            t = _read_csv(d / "segmentation.csv")
+            ids = t["case_id"]
+            preds[name] = MaskStatistics(np.array(t["intersection"], float), np.array(t["pred_area"], float),
+                                         np.array(t["true_area"], float))
+        else:
+            t = _read_csv(d / "predictions.csv")
+            ids = t["case_id"]
+            preds[name] = np.array(t["score"], float)
+            y = np.array(t["y_true"], float)
+            if y_true is not None and not np.array_equal(y, y_true):
+                raise RunError(f"{d}: y_true differs from the other encoders' test set")
+            y_true = y
+        if case_ids is not None and ids != case_ids:
+            raise RunError(f"{d}: test cases differ from the other encoders'")
+        case_ids = ids
+    return preds, y_true, case_ids
+
+
+def statistics(config: ConfigDict, workdir: Path):
+    from . import results
+    from .stats import compare_metrics
+
+    preds, y_true, case_ids = collect_predictions(config, workdir)
+    s = config.stats
+    kind_ranking = config.target == "label"
+    comparisons = compare_metrics(
+        list(s.metrics), y_true, preds, n_resamples=s.n_resamples, seed=s.seed, ci_level=s.ci_level,
+        stratify=s.stratified if kind_ranking else None, empty_mask_rule=s.empty_mask_rule,
+        mask_threshold=s.mask_threshold, pr_auc=s.pr_auc, point_estimate=s.point_estimate, alpha=s.alpha)
+    return results.write_analysis(workdir, task=config.task, scenario=config.scenario, comparisons=comparisons,
+                                  cases={"n": len(case_ids), "source": "predictions/<encoder>/member0"})
+
+
+# ---------------------------------------------------------------------------------------------------- the run
+def banner(config: ConfigDict) -> str:
+    lines = []
+    if not (config.data.root or config.data.nih_root or config.data.manifest):
+        s = config.data.synthetic
+        lines.append(f"data: SYNTHETIC phantom set ({s.n} images, {s.size}x{s.size}, seed {s.seed}), not radiographs")
+    random = [n for n in config.encoders.names if _is_random(config, n)]
+    if random:
+        r = config.encoders.random
+        lines.append(f"encoders {', '.join(random)}: RANDOMLY INITIALISED, reduced to depth {r.depth} and width "
+                     f"{r.width} (real patch and input sizes)")
+        if config.head.name == "custom_seg":
+            c = config.head.custom_demo
+            lines.append(f"custom head shrunk for the CPU: convs {tuple(c.widths)} at {c.refine_size}x{c.refine_size}, "
+                         f"{c.num_heads} heads, attention width {c.attention_dim}")
+    if not lines:
+        return ""
+    lines.append(f"training capped at {config.train.demo_max_epochs} epochs. These numbers say nothing about the models.")
+    lines += ["For real data and weights, e.g.:",
+              "  --config.data.root=/data/siim        (SIIM-ACR: dicom-images-train/ + train-rle.csv)",
+              "  --config.data.nih_root=/data/nih --config.data.chexmask_csv=/data/chexmask/ChestX-Ray8.csv.gz",
+              "  --config.encoders.rad_dino.checkpoint=/ckpts/rad-dino   (original or converted folder; likewise",
+              "    chexagent and biomedclip)"]
+    width = max(len(x) for x in lines) + 4
+    bar = "=" * width
+    return "\n".join([bar, "  jaxprobe EMBEDDED DEFAULT", *("  " + x for x in lines), bar])
+
+
+def run_analysis(config: ConfigDict, workdir: Path) -> Path:
+    from .embed.records import extract_records
+    from .train import fit, save_predictions
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    _setup_logging(workdir)
+    text = banner(config)
+    if text:
+        for line in text.splitlines():
+            log.info(line)
+    effective = {"demo": is_demo(config), "train": train_config(config).to_dict()}
+    (workdir / "config.json").write_text(json.dumps({"config": config.to_dict(), "effective": effective},
+                                                    indent=2, default=list) + "\n")
+    timings = Timings(workdir / "timings.json")
+    with timings.stage("records"):
+        records = load_records(config, workdir)
+        log.info(f"{len(records)} records ({config.data.source}, target {config.target})")
+    with timings.stage("split"):
+        assignment = split(config, records, workdir)
+    mask = config.target if config.target in SEG_TARGETS else None
+    tcfg = train_config(config)
+    for name in config.encoders.names:
+        with timings.stage(f"embed:{name}"):
+            encoder = encoder_for(config, name)
+            log.info(f"{name}: {encoder}")
+            store = extract_records(encoder, records, _cache(config) / "embeddings", name=name, mask=mask,
+                                    batch_size=config.embed.batch_size, chunk_size=config.embed.chunk_size,
+                                    workers=config.embed.workers, log=log.info)
+        pred_dir = workdir / "predictions" / name
+        if (pred_dir / "summary.json").exists():
+            log.info(f"{name}: predictions exist, skipping training")
+            continue
+        with timings.stage(f"train:{name}"):
+            data = probe_data(config, store)
+            rows = {s: np.array([i for i, r in enumerate(records) if assignment[r.image_id] == s])
+                    for s in ("train", "val", "test")}
+            make_head, sizes = head_factory(config, name, encoder.spec)
+            result = fit(make_head, data, rows["train"], rows["val"], tcfg, loss=loss_of(config),
+                         name=f"{config.analysis}/{name}/{config.head.name}", workdir=workdir / "train" / name)
+        with timings.stage(f"predict:{name}"):
+            save_predictions(result, data, rows["test"], pred_dir, save_masks=mask is not None)
+            (pred_dir / "head.json").write_text(json.dumps({"head": config.head.name, "sizes": sizes,
+                                                            "encoder": encoder.identity(), "store": str(store.path)},
+                                                           indent=2, default=str))
+    with timings.stage("statistics"):
+        statistics(config, workdir)
+    with timings.stage("report"):
+        from .report import build_report
+
+        build_report([str(workdir)], workdir / "report")
+        if mask is not None and config.report.overlays:
+            from .overlays import write_overlays
+
+            write_overlays(config, records, assignment, workdir, n=config.report.overlays)
+    log.info(f"results: {workdir / 'results.json'}, {workdir / 'table.md'}, {workdir / 'report' / 'report.md'}")
+    return workdir
+
+
+def run_paper(paper: ConfigDict, config_dir: Path, workdir: Path) -> Path:
+    from .report import build_report
+
+    dirs = []
+    for analysis in paper.analyses:
+        c = load_config_file(config_dir / f"{analysis}.py")
+        c.data.root = paper.siim_root if c.data.source == "siim" else ""
+        c.data.csv = paper.siim_csv if c.data.source == "siim" else ""
+        if c.data.source == "cardiomegaly":
+            c.data.nih_root, c.data.manifest, c.data.chexmask_csv = paper.nih_root, paper.manifest, paper.chexmask_csv
+        for name in c.encoders.names:
+            c.encoders[name].checkpoint = paper.checkpoints[name]
+        c.stats.n_resamples = paper.n_resamples
+        c.train.seeds = tuple(paper.train_seeds)
+        dirs.append(str(run_analysis(c, workdir / analysis)))
+    _setup_logging(workdir)
+    out = build_report(dirs, workdir / "report")
+    log.info(f"combined report: {out}")
+    return workdir
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config_path, workdir, overrides = None, None, []
+    it = iter(argv)
+    for a in it:
+        if a in ("-h", "--help"):
+            print(__doc__)
+            return 0
+        if a == "--config" or a.startswith("--config="):
+            config_path = a.split("=", 1)[1] if "=" in a else next(it, None)
+        elif a == "--workdir" or a.startswith("--workdir="):
+            workdir = a.split("=", 1)[1] if "=" in a else next(it, None)
+        elif a.startswith("--config."):
+            overrides.append(a)
+        else:
+            print(f"error: unknown argument {a!r}\n{__doc__}", file=sys.stderr)
+            return 2
+    if not config_path:
+        print(f"error: --config is required\n{__doc__}", file=sys.stderr)
+        return 2
+    try:
+        config = apply_overrides(load_config_file(config_path), overrides)
+        wd = Path(workdir or config.workdir).absolute()
+        wd.mkdir(parents=True, exist_ok=True)
+        if config.analysis == "paper":
+            run_paper(config, Path(config_path).parent, wd)
+        else:
+            run_analysis(config, wd)
+    except (ConfigError, RunError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -76,13 +76,14 @@ def _shifted_resize_matrices(in_size: int, out_size: int) -> np.ndarray:
 
 
 class Conv3x3(nnx.Module):
-    """3x3 'same' convolution (zero padding), optionally applied after a bilinear resize.
+    """3x3 'same' convolution (zero padding), optionally of the input's bilinear resize to ``resize_to``.
 
-    Written as shifted matrix products: on CPU this is several times faster than XLA's generic convolution.
-    With ``resize_from`` set, ``Conv3x3(x)`` equals ``conv3x3(resize_bilinear(x, size))`` but, because the
-    resize and the channel mixing are both linear and act on different axes, the channel mixing runs at the
-    small input resolution and the resize is folded into the shifts: the same function, fewer FLOPs when the
-    input grid is smaller than the output.
+    Computed as one matrix product to the nine taps at the input's resolution followed by two small products
+    with shifted interpolation matrices (rows a 3x3 window reads; the identity's when not resizing): the resize
+    and the channel mixing are both linear and act on different axes, so they commute. The same function as
+    ``conv3x3(resize_bilinear(x, resize_to))``, but the big product runs on the G x G patch grid rather than
+    the larger resized map, and on CPU every step maps to dense matrix products, which XLA runs several times
+    faster than its generic convolution for the segmenter's shapes (benchmarks/heads.py).
     """
 
     def __init__(self, in_features: int, out_features: int, *, rngs: nnx.Rngs):
@@ -91,21 +92,12 @@ class Conv3x3(nnx.Module):
         self.bias = nnx.Param(_torch_bias_init(fan_in)(rngs.params(), (out_features,)))
 
     def __call__(self, x: jax.Array, resize_to: int | None = None) -> jax.Array:
-        kernel = self.kernel[...]
-        if resize_to is not None and x.shape[1] * x.shape[2] < resize_to * resize_to:
-            rs = jnp.asarray(_shifted_resize_matrices(x.shape[1], resize_to))
-            y = jnp.einsum("bpqc,yxco->bpqyxo", x, kernel)
-            z = jnp.einsum("xjq,bpqyxo->bpyjo", rs, y)
-            return jnp.einsum("yip,bpyjo->bijo", rs, z) + self.bias[...]
-        if resize_to is not None:
-            x = resize_bilinear(x, resize_to)
-        h, w = x.shape[1], x.shape[2]
-        xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-        out = self.bias[...]
-        for dy in range(3):
-            for dx in range(3):
-                out = out + jnp.einsum("bhwc,co->bhwo", xp[:, dy:dy + h, dx:dx + w], kernel[dy, dx])
-        return out
+        if x.shape[1] != x.shape[2]:
+            raise ValueError(f"Conv3x3: expected a square map [B,H,H,C], got shape {x.shape}")
+        rows = jnp.asarray(_shifted_resize_matrices(x.shape[1], resize_to or x.shape[1]))
+        taps = jnp.einsum("bpqc,yxco->bpqyxo", x, self.kernel[...])
+        taps = jnp.einsum("xjq,bpqyxo->bpyjo", rows, taps)
+        return jnp.einsum("yip,bpyjo->bijo", rows, taps) + self.bias[...]
 
 
 class MapLayerNorm(nnx.Module):

@@ -147,11 +147,13 @@ def _select(condition: jax.Array, new: Any, old: Any) -> Any:
     return jax.tree.map(pick, new, old)
 
 
-class _Program:
-    """The jitted, vmapped steps of one head's K members."""
+class TrainProgram:
+    """The jitted, vmapped steps of one head's K members, over states stacked on a leading member axis.
 
-    def __init__(self, graphdef_train, graphdef_eval, inputs: tuple[str, ...], loss: str,
-                 config: TrainConfig):
+    ``train_step(params, stats, opt_state, active[K], features, targets, weights)`` -> updated
+    (params, stats, opt_state) and the K batch losses; batches are shared by all members."""
+
+    def __init__(self, graphdef_train, graphdef_eval, loss: str, config: TrainConfig):
         tx = make_optimizer(config)
 
         def member_loss(params, stats, features, targets, weights):
@@ -337,6 +339,25 @@ def _check_mesh(name: str, mesh: Mesh, config: TrainConfig) -> None:
                              "devices on the mesh's 'data' axis")
 
 
+def init_members(make_head: Callable[[nnx.Rngs], nnx.Module], config: TrainConfig):
+    """Build one head per member and stack their states: returns (a member's head, training-mode graph,
+    evaluation-mode graph, {"params", "stats", "opt_state", "best_params", "best_stats"} with a leading
+    member axis)."""
+    members = config.members()
+    heads = [make_head(nnx.Rngs(seed)) for seed, _ in members]
+    for head in heads:
+        head.train()
+    graphdef_train, _, _ = nnx.split(heads[0], nnx.Param, nnx.BatchStat)
+    heads[0].eval()
+    graphdef_eval, _, _ = nnx.split(heads[0], nnx.Param, nnx.BatchStat)
+    splits = [nnx.split(h, nnx.Param, nnx.BatchStat) for h in heads]
+    state = {"params": _stack([s[1] for s in splits]), "stats": _stack([s[2] for s in splits])}
+    state["opt_state"] = _stack([make_optimizer(config, lr).init(s[1]) for s, (_, lr) in zip(splits, members)])
+    state["best_params"] = jax.tree.map(jnp.copy, state["params"])
+    state["best_stats"] = jax.tree.map(jnp.copy, state["stats"])
+    return heads[0], graphdef_train, graphdef_eval, state
+
+
 def fit(make_head: Callable[[nnx.Rngs], nnx.Module], data: ProbeData, train_idx: Sequence[int],
         val_idx: Sequence[int], config: TrainConfig = TrainConfig(), *, loss: str, name: str = "head",
         workdir: str | pathlib.Path | None = None, mesh: Mesh | None = None, progress: bool = True,
@@ -351,33 +372,18 @@ def fit(make_head: Callable[[nnx.Rngs], nnx.Module], data: ProbeData, train_idx:
     train_idx, val_idx = np.asarray(train_idx, np.int64), np.asarray(val_idx, np.int64)
     mesh = mesh if mesh is not None else data_mesh()
     members = config.members()
-    heads = [make_head(nnx.Rngs(seed)) for seed, _ in members]
-    _check_data(name, heads[0], loss, data, train_idx, val_idx)
+    head, graphdef_train, graphdef_eval, state = init_members(make_head, config)
+    _check_data(name, head, loss, data, train_idx, val_idx)
     _check_mesh(name, mesh, config)
-    inputs, output = tuple(heads[0].inputs), heads[0].output
-
-    for head in heads:
-        head.train()
-    graphdef_train, _, _ = nnx.split(heads[0], nnx.Param, nnx.BatchStat)
-    heads[0].eval()
-    graphdef_eval, _, _ = nnx.split(heads[0], nnx.Param, nnx.BatchStat)
-    splits = [nnx.split(h, nnx.Param, nnx.BatchStat) for h in heads]
+    inputs, output = tuple(head.inputs), head.output
     replicated = NamedSharding(mesh, P())
-    state = {
-        "params": _stack([s[1] for s in splits]),
-        "stats": _stack([s[2] for s in splits]),
-    }
-    state["opt_state"] = _stack([make_optimizer(config, lr).init(jax.tree.map(lambda a: a[k], state["params"]))
-                                 for k, (_, lr) in enumerate(members)])
-    state["best_params"] = jax.tree.map(jnp.copy, state["params"])
-    state["best_stats"] = jax.tree.map(jnp.copy, state["stats"])
     state = jax.device_put(state, replicated)
     k_members = len(members)
     track = {"best_val_loss": [math.inf] * k_members, "best_epoch": [-1] * k_members,
              "bad_epochs": [0] * k_members, "active": [True] * k_members, "epochs_trained": [0] * k_members}
     history = {"train_loss": [], "val_loss": []}
     signature = {
-        "name": name, "loss": loss, "head": type(heads[0]).__name__, "config": config.to_dict(),
+        "name": name, "loss": loss, "head": type(head).__name__, "config": config.to_dict(),
         "param_shapes": [list(a.shape) for a in jax.tree.leaves(state["params"])],
         "data": _digest(train_idx, val_idx), "rows": len(data.case_ids),
     }
@@ -391,7 +397,7 @@ def fit(make_head: Callable[[nnx.Rngs], nnx.Module], data: ProbeData, train_idx:
         state = checkpoints.restore(state)
         track, history, first_epoch = meta["track"], meta["history"], meta["epochs_done"]
 
-    program = _Program(graphdef_train, graphdef_eval, inputs, loss, config)
+    program = TrainProgram(graphdef_train, graphdef_eval, loss, config)
     batches = _Batches(data, inputs, mesh, config.data_on_device, np.concatenate([train_idx, val_idx]))
     epochs = tqdm(range(first_epoch, config.max_epochs), desc=name, disable=not progress, unit="epoch",
                   initial=first_epoch, total=config.max_epochs)
@@ -508,7 +514,7 @@ def save_predictions(result: FitResult, data: ProbeData, test_idx: Sequence[int]
     _check_data(result.name, head, result.loss, data, test_idx)
     out_dir = pathlib.Path(out_dir)
     k_members = len(result.members)
-    program = _Program(result.graphdef, result.graphdef, result.inputs, result.loss, config)
+    program = TrainProgram(result.graphdef, result.graphdef, result.loss, config)
     batches = _Batches(data, result.inputs, mesh, False, test_idx)
     n = len(test_idx)
     case_ids = [str(data.case_ids[i]) for i in test_idx]

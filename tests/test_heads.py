@@ -1,0 +1,174 @@
+"""Heads against their PyTorch twins (copied weights): forward passes, gradients, BatchNorm modes."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from flax import nnx
+
+from benchmarks.torch_heads import (TorchCrossAttentionSegmenter, TorchLinearProbe, TorchLinearSegProbe,
+                                    copy_torch_weights)
+from jaxprobe.encoders.spec import EncoderSpec
+from jaxprobe.heads import (CrossAttentionSegmenter, LinearProbe, LinearSegProbe, bilinear_matrix, make_head,
+                            resize_bilinear)
+
+torch.set_num_threads(1)
+SMALL = dict(widths=(12, 8), num_heads=2, attention_dim=8)
+
+
+def _randomise(module: torch.nn.Module, seed: int) -> None:
+    """Default init hides mapping bugs (LayerNorm 1/0, zero biases, unit running stats): redraw everything."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in list(module.parameters()) + list(module.buffers()):
+            if p.dtype.is_floating_point:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+        for name, buf in module.named_buffers():
+            if "running_var" in name:
+                buf.copy_(torch.rand(buf.shape, generator=g) + 0.5)
+
+
+@pytest.mark.parametrize("in_size,out_size", [(37, 518), (14, 224), (5, 64), (64, 64), (9, 4)])
+def test_bilinear_matches_torch_interpolate(in_size, out_size):
+    x = np.random.default_rng(0).normal(size=(2, in_size, in_size, 3)).astype(np.float32)
+    ours = np.asarray(resize_bilinear(jnp.asarray(x), out_size))
+    ref = F.interpolate(torch.from_numpy(x).permute(0, 3, 1, 2), size=(out_size, out_size), mode="bilinear",
+                        align_corners=False).permute(0, 2, 3, 1).numpy()
+    # torch computes source coordinates in float32, we in float64: differences of a few ulps of the inputs
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=5e-5)
+    np.testing.assert_allclose(bilinear_matrix(in_size, out_size).sum(1), 1.0, rtol=1e-6)
+
+
+def _inputs(b, grid, c, d, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(b, grid, grid, c)).astype(np.float32), rng.normal(size=(b, d)).astype(np.float32))
+
+
+def test_linear_seg_probe_matches_torch():
+    twin = TorchLinearSegProbe(16, 5, 38)
+    _randomise(twin, 1)
+    head = LinearSegProbe(16, 5, 38, rngs=nnx.Rngs(0))
+    copy_torch_weights(twin, head)
+    patches, _ = _inputs(3, 5, 16, 4)
+    np.testing.assert_allclose(np.asarray(head(jnp.asarray(patches))), twin(torch.from_numpy(patches)).detach(),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_linear_probe_matches_torch():
+    twin = TorchLinearProbe(24)
+    _randomise(twin, 2)
+    head = LinearProbe(24, rngs=nnx.Rngs(0))
+    copy_torch_weights(twin, head)
+    _, g = _inputs(5, 2, 2, 24)
+    np.testing.assert_allclose(np.asarray(head(jnp.asarray(g))), twin(torch.from_numpy(g)).detach(), rtol=1e-5,
+                               atol=1e-6)
+
+
+def _segmenter_pair(grid, refine_size, seed=3, input_size=30, c=16, d=10):
+    twin = TorchCrossAttentionSegmenter(c, d, grid, input_size, refine_size=refine_size, **SMALL)
+    _randomise(twin, seed)
+    head = CrossAttentionSegmenter(c, d, grid, input_size, refine_size=refine_size, rngs=nnx.Rngs(0), **SMALL)
+    copy_torch_weights(twin, head)
+    return twin, head
+
+
+# grid < refine_size runs the folded resize+conv path, grid > refine_size the plain one
+@pytest.mark.parametrize("grid,refine_size", [(5, 12), (9, 6)])
+def test_segmenter_eval_mode_matches_torch(grid, refine_size):
+    twin, head = _segmenter_pair(grid, refine_size)
+    twin.eval()
+    head.eval()
+    patches, g = _inputs(3, grid, 16, 10)
+    ours = np.asarray(head(jnp.asarray(patches), jnp.asarray(g)))
+    ref = twin(torch.from_numpy(patches), torch.from_numpy(g)).detach().numpy()
+    assert ours.shape == (3, 30, 30)
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_segmenter_training_mode_uses_batch_statistics_and_updates_running_averages():
+    twin, head = _segmenter_pair(5, 12)
+    twin.train()
+    head.train()
+    patches, g = _inputs(4, 5, 16, 10)
+    initial_var = [twin.refine[i].running_var.numpy().copy() for i in (1, 4)]
+    ref = twin(torch.from_numpy(patches), torch.from_numpy(g)).detach().numpy()
+    ours = np.asarray(head(jnp.asarray(patches), jnp.asarray(g)))
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)
+    n = 4 * 12 * 12  # elements per channel; torch stores the unbiased batch variance, Flax the biased one
+    for bn, tbn, var0 in ((head.bn1, twin.refine[1], initial_var[0]), (head.bn2, twin.refine[4], initial_var[1])):
+        np.testing.assert_allclose(np.asarray(bn.mean[...]), tbn.running_mean.numpy(), rtol=1e-4, atol=1e-5)
+        torch_batch_var = (tbn.running_var.numpy() - 0.9 * var0) / 0.1
+        ours_batch_var = (np.asarray(bn.var[...]) - 0.9 * var0) / 0.1
+        np.testing.assert_allclose(ours_batch_var * n / (n - 1), torch_batch_var, rtol=1e-3, atol=1e-5)
+    # eval mode must now use those running averages, not the batch: a single sample gives the batch result
+    head.eval()
+    twin.eval()
+    np.testing.assert_allclose(np.asarray(head(jnp.asarray(patches[:1]), jnp.asarray(g[:1]))),
+                               twin(torch.from_numpy(patches[:1]), torch.from_numpy(g[:1])).detach().numpy(),
+                               rtol=1e-3, atol=1e-3)
+
+
+def test_segmenter_gradients_match_torch():
+    twin, head = _segmenter_pair(5, 12)
+    twin.train()
+    head.train()
+    patches, g = _inputs(3, 5, 16, 10, seed=4)
+    masks = (np.random.default_rng(5).random((3, 30, 30)) > 0.5).astype(np.float32)
+    loss = F.binary_cross_entropy_with_logits(twin(torch.from_numpy(patches), torch.from_numpy(g)),
+                                              torch.from_numpy(masks))
+    loss.backward()
+
+    graphdef, params, stats = nnx.split(head, nnx.Param, nnx.BatchStat)
+
+    def loss_fn(params):
+        logits = nnx.merge(graphdef, params, stats, copy=True)(jnp.asarray(patches), jnp.asarray(g))
+        return jnp.mean(jnp.maximum(logits, 0) - logits * masks + jnp.log1p(jnp.exp(-jnp.abs(logits))))
+
+    ours_loss, grads = jax.value_and_grad(loss_fn)(params)
+    np.testing.assert_allclose(float(ours_loss), loss.item(), rtol=1e-5)
+    grad_head = nnx.merge(graphdef, grads, stats)
+    # a zero gradient would not prove the mapping; compare each against torch
+    np.testing.assert_allclose(np.asarray(grad_head.conv1.kernel[...]),
+                               twin.refine[0].weight.grad.numpy().transpose(2, 3, 1, 0), rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(grad_head.map_norm.scale[...]),
+                               twin.map_norm.weight.grad.numpy().transpose(1, 2, 0), rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(grad_head.query.kernel[...]), twin.query.weight.grad.numpy().T,
+                               rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(grad_head.attention.k.kernel[...]),
+                               twin.attention.in_proj_weight.grad[8:16].numpy().T, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(grad_head.classifier.kernel[...])[:, 0],
+                               twin.classifier.weight.grad.numpy()[0, :, 0, 0], rtol=1e-3, atol=1e-5)
+
+
+def test_sample_mask_makes_padding_invisible_to_batch_statistics():
+    twin, head = _segmenter_pair(5, 12)
+    twin.train()
+    head.train()
+    patches, g = _inputs(3, 5, 16, 10, seed=6)
+    ref = twin(torch.from_numpy(patches[:2]), torch.from_numpy(g[:2])).detach().numpy()
+    padded = head(jnp.asarray(patches), jnp.asarray(g), sample_mask=jnp.array([True, True, False]))
+    np.testing.assert_allclose(np.asarray(padded)[:2], ref, rtol=1e-4, atol=1e-4)
+
+
+def test_make_head_takes_sizes_from_the_encoder_spec():
+    spec = EncoderSpec(family="dinov2", input_size=518, patch_size=14, mean=(0.5,) * 3, std=(0.5,) * 3,
+                       resize="direct", global_dim=768, patch_dim=768)
+    full = nnx.eval_shape(lambda: make_head("custom_seg", spec, rngs=nnx.Rngs(0)))
+    assert full.conv1.kernel.shape == (3, 3, 768, 512)
+    assert full.conv2.kernel.shape == (3, 3, 512, 256)
+    assert full.key_value.kernel.shape == (256, 512)
+    assert full.map_norm.scale.shape == (37, 37, 768)
+    assert (full.refine_size, full.attention.num_heads, full.input_size) == (64, 8, 518)
+    assert make_head("linear", spec, rngs=nnx.Rngs(0)).dense.kernel.shape == (768, 1)
+    assert make_head("linear_seg", spec, rngs=nnx.Rngs(0)).conv.kernel.shape == (768, 1)
+    with pytest.raises(ValueError, match="unknown head 'mlp'"):
+        make_head("mlp", spec, rngs=nnx.Rngs(0))
+
+
+def test_wrong_shapes_are_named():
+    head = LinearSegProbe(16, 5, 38, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"patches must have shape \[B,5,5,16\], got \(2, 5, 5, 8\)"):
+        head(jnp.zeros((2, 5, 5, 8)))
+    with pytest.raises(ValueError, match="attention_dim=16 must equal"):
+        CrossAttentionSegmenter(16, 10, 5, 30, widths=(12, 8), attention_dim=16, rngs=nnx.Rngs(0))

@@ -5,7 +5,8 @@
         --config.checkpoints.rad_dino=/ckpts/rad_dino ...]
 
 Each analysis keeps its own work directory under ``workdir`` (so each can be re-run alone) and its own
-settings from its config file; the values here are applied to all seven.
+settings from its config file; the values here are applied to all seven, and so is any
+``--each.KEY=VALUE`` (e.g. ``--each.train.seeds=0,1,2``).
 """
 from ml_collections import ConfigDict
 
@@ -17,6 +18,7 @@ def get_config():
     c.analysis = "paper"
     c.analyses = ANALYSES
     c.workdir = "runs/paper"
+    c.cache_dir = ""  # empty: each analysis's own (~/.cache/jaxprobe)
     c.siim_root = ""  # empty: synthetic phantoms
     c.siim_csv = ""
     c.nih_root = ""

@@ -1,4 +1,5 @@
 """``python -m jaxprobe.run --config configs/<analysis>.py [--workdir DIR] [--config.KEY=VALUE ...]``
+``python -m jaxprobe.run --config configs/paper.py [--config.KEY=VALUE ...] [--each.KEY=VALUE ...]``
 
 One analysis of the study end to end: records -> patient-level split -> per-encoder embedding store -> head
 training (early stopping, best-validation weights) -> test predictions -> paired bootstrap statistics ->
@@ -38,6 +39,7 @@ class RunError(RuntimeError):
 def _setup_logging(workdir: Path) -> None:
     root = logging.getLogger("jaxprobe")
     root.setLevel(logging.INFO)
+    root.propagate = False  # libraries may configure the root logger; print each line once
     for h in list(root.handlers):
         root.removeHandler(h)
     fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
@@ -306,7 +308,10 @@ def statistics(config: ConfigDict, workdir: Path):
     comparisons = compare_metrics(
         list(s.metrics), y_true, preds, n_resamples=s.n_resamples, seed=s.seed, ci_level=s.ci_level,
         stratify=s.stratified if kind_ranking else None, empty_mask_rule=s.empty_mask_rule,
-        mask_threshold=s.mask_threshold, pr_auc=s.pr_auc, point_estimate=s.point_estimate, alpha=s.alpha)
+        mask_threshold=s.mask_threshold, pr_auc=s.pr_auc, point_estimate=s.point_estimate, alpha=s.alpha,
+        # each encoder's masks live on its own input grid (518 crop, 512 resize, 224 crop): Dice/IoU per case,
+        # paired by case, against the ground truth on that grid — as the authors' per-model dataloaders do
+        shared_truth=config.target not in SEG_TARGETS)
     return results.write_analysis(workdir, task=config.task, scenario=config.scenario, comparisons=comparisons,
                                   cases={"n": len(case_ids), "source": "predictions/<encoder>/member0"})
 
@@ -397,12 +402,13 @@ def run_analysis(config: ConfigDict, workdir: Path) -> Path:
     return workdir
 
 
-def run_paper(paper: ConfigDict, config_dir: Path, workdir: Path) -> Path:
+def run_paper(paper: ConfigDict, config_dir: Path, workdir: Path, each: Sequence[str] = ()) -> Path:
+    """All analyses in ``paper.analyses``; ``each`` holds ``--config.KEY=VALUE`` overrides for every one of them."""
     from .report import build_report
 
     dirs = []
     for analysis in paper.analyses:
-        c = load_config_file(config_dir / f"{analysis}.py")
+        c = apply_overrides(load_config_file(config_dir / f"{analysis}.py"), each)
         c.data.root = paper.siim_root if c.data.source == "siim" else ""
         c.data.csv = paper.siim_csv if c.data.source == "siim" else ""
         if c.data.source == "cardiomegaly":
@@ -411,6 +417,8 @@ def run_paper(paper: ConfigDict, config_dir: Path, workdir: Path) -> Path:
             c.encoders[name].checkpoint = paper.checkpoints[name]
         c.stats.n_resamples = paper.n_resamples
         c.train.seeds = tuple(paper.train_seeds)
+        if paper.cache_dir:
+            c.cache_dir = paper.cache_dir
         dirs.append(str(run_analysis(c, workdir / analysis)))
     _setup_logging(workdir)
     out = build_report(dirs, workdir / "report")
@@ -420,7 +428,7 @@ def run_paper(paper: ConfigDict, config_dir: Path, workdir: Path) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    config_path, workdir, overrides = None, None, []
+    config_path, workdir, overrides, each = None, None, [], []
     it = iter(argv)
     for a in it:
         if a in ("-h", "--help"):
@@ -432,6 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             workdir = a.split("=", 1)[1] if "=" in a else next(it, None)
         elif a.startswith("--config."):
             overrides.append(a)
+        elif a.startswith("--each."):  # paper.py: an override for every analysis
+            each.append("--config." + a[len("--each."):])
         else:
             print(f"error: unknown argument {a!r}\n{__doc__}", file=sys.stderr)
             return 2
@@ -443,7 +453,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         wd = Path(workdir or config.workdir).absolute()
         wd.mkdir(parents=True, exist_ok=True)
         if config.analysis == "paper":
-            run_paper(config, Path(config_path).parent, wd)
+            run_paper(config, Path(config_path).parent, wd, each)
+        elif each:
+            raise ConfigError("--each.KEY=VALUE applies to configs/paper.py only; use --config.KEY=VALUE")
         else:
             run_analysis(config, wd)
     except (ConfigError, RunError) as e:

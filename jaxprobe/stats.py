@@ -128,8 +128,12 @@ def _check_settings(ci_level, point_estimate, alpha, n_resamples):
         raise ValueError(f"n_resamples must be positive, got {n_resamples}")
 
 
-def _prepare_inputs(kind: str, y_true, predictions: Mapping[str, object], mask_threshold: float):
-    """Validate inputs; return (y_true, {model: prediction}, n). Masks become per-case statistics."""
+def _prepare_inputs(kind: str, y_true, predictions: Mapping[str, object], mask_threshold: float,
+                    shared_truth: bool = True):
+    """Validate inputs; return (y_true, {model: prediction}, n). Masks become per-case statistics.
+
+    ``shared_truth=False`` accepts different true-mask areas per model: each encoder scored against the
+    ground truth resampled to its own input geometry (per-case metrics are still paired by case)."""
     if not predictions:
         raise ValueError("predictions is empty: pass {model_name: scores}")
     if kind == "ranking":
@@ -163,7 +167,7 @@ def _prepare_inputs(kind: str, y_true, predictions: Mapping[str, object], mask_t
             preds[name] = M.MaskStatistics.from_array(p)
     first_name, first = next(iter(preds.items()))
     for name, stats in preds.items():
-        if len(stats) != len(first) or not np.array_equal(stats.true_area, first.true_area):
+        if len(stats) != len(first) or (shared_truth and not np.array_equal(stats.true_area, first.true_area)):
             bad = (np.flatnonzero(np.asarray(stats.true_area) != np.asarray(first.true_area))
                    if len(stats) == len(first) else [])
             where = f" (first at case index {int(bad[0])})" if len(bad) else f" ({len(stats)} vs {len(first)} cases)"
@@ -192,10 +196,13 @@ def compare_metrics(
     n_comparisons: int | None = None,
     with_delong: bool = True,
     max_chunk_elements: int = boot.DEFAULT_MAX_CHUNK_ELEMENTS,
+    shared_truth: bool = True,
 ) -> dict[str, Comparison]:
     """Several metrics of one kind from one shared set of resamples (one sort per model for AUROC + AUPRC).
 
-    ``n_comparisons`` is the Bonferroni family size, by default the number of model pairs.
+    ``n_comparisons`` is the Bonferroni family size, by default the number of model pairs. ``shared_truth``
+    (segmentation): require the same true-mask areas for every model; False when each model is scored at its own
+    input geometry.
     """
     _check_settings(ci_level, point_estimate, alpha, n_resamples)
     infos = [M.resolve_metric(m, pr_auc) for m in metrics]
@@ -208,7 +215,7 @@ def compare_metrics(
     if kind != "ranking" and stratify:
         raise ValueError(f"stratify applies to AUROC/AUPRC (class labels); {kind} metrics have no classes")
     stratified = kind == "ranking" and (True if stratify is None else stratify)
-    y, preds, n = _prepare_inputs(kind, y_true, predictions, mask_threshold)
+    y, preds, n = _prepare_inputs(kind, y_true, predictions, mask_threshold, shared_truth)
     models = list(preds)
     pairs = list(itertools.combinations(models, 2))
     family = len(pairs) if n_comparisons is None else n_comparisons
@@ -231,6 +238,7 @@ def compare_metrics(
         "n_redrawn_resamples": reps.n_redrawn if kind == "ranking" and not stratified else None,
         "empty_mask_rule": empty_mask_rule if kind == "mask" else None,
         "mask_threshold": mask_threshold if kind == "mask" else None,
+        "true_masks": ("shared" if shared_truth else "per_model_geometry") if kind == "mask" else None,
         # What "AUPRC" means here: average_precision (step sum) or pr_auc_trapezoid (authors' code).
         "pr_auc_definition": ([i.name for i in infos if i.name in ("average_precision", "pr_auc_trapezoid")]
                               or None),

@@ -160,3 +160,20 @@ def test_ci_coverage_is_near_nominal():
         covered_mse.append(r.models["m"].ci_low <= 1.0 <= r.models["m"].ci_high)
     assert 0.87 <= np.mean(covered_auc) <= 0.99
     assert 0.87 <= np.mean(covered_mse) <= 0.99
+
+
+def test_per_model_truth_geometry_is_accepted_only_when_asked():
+    from jaxprobe.metrics import MaskStatistics
+    from jaxprobe.stats import compare_metrics
+
+    rng = np.random.default_rng(0)
+    true_a = rng.integers(5, 10, 30).astype(float) * 10
+    true_b = true_a * 4  # the same cases on a grid twice as fine
+    a = MaskStatistics(true_a * 0.8, true_a, true_a)
+    b = MaskStatistics(true_b * 0.5, true_b, true_b)
+    with pytest.raises(ValueError, match="disagree on the true masks"):
+        compare_metrics(["dice"], None, {"a": a, "b": b}, n_resamples=200)
+    out = compare_metrics(["dice"], None, {"a": a, "b": b}, n_resamples=200, shared_truth=False)
+    assert out["dice"].settings["true_masks"] == "per_model_geometry"
+    assert out["dice"].models["a"].estimate == pytest.approx(0.8) and out["dice"].models["b"].estimate == pytest.approx(0.5)
+    assert out["dice"].pairs[0].significant

@@ -1,0 +1,89 @@
+"""The run end to end on a small synthetic set: every analysis config, the paper's combined report, re-runs
+that reuse earlier stages, and clear errors for bad overrides and data roots."""
+import json
+from pathlib import Path
+
+import pytest
+
+from jaxprobe.run import main
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+ANALYSES = ["ptx_linear", "ptx_custom", "ptx_cls", "heart_linear", "heart_custom", "cmg_cls", "ctr_reg"]
+# Reduced sizes: a small phantom set, one-block encoders at small inputs, a few epochs, fewer resamples.
+SMALL = ["--config.data.synthetic.n=48", "--config.data.synthetic.size=96", "--config.encoders.random.width=32",
+         "--config.encoders.random.depth=1", "--config.encoders.random.num_heads=1",
+         "--config.encoders.rad_dino.input_size=56", "--config.encoders.chexagent.input_size=64",
+         "--config.encoders.biomedclip.input_size=64", "--config.train.demo_max_epochs=2",
+         "--config.stats.n_resamples=300", "--config.report.overlays=2", "--config.embed.workers=2"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def _run(config, workdir, cache, *extra):
+    return main(["--config", str(CONFIGS / f"{config}.py"), "--workdir", str(workdir),
+                 f"--config.cache_dir={cache}", *SMALL, *extra])
+
+
+def _check_outputs(workdir: Path, analysis: str):
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["schema"] == "jaxprobe.analysis/1"
+    assert results["models"] == ["rad_dino", "chexagent", "biomedclip"]
+    for metric in results["metrics"].values():
+        for m in metric["models"].values():
+            assert m["ci_low"] <= m["estimate"] <= m["ci_high"] or m["estimate"] is None
+        assert len(metric["pairs"]) == 3
+    settings = results["settings"]
+    assert settings["n_resamples"] == 300 and settings["bonferroni_threshold"] == pytest.approx(0.05 / 3)
+    assert "| RAD-DINO | CheXagent | BiomedCLIP |" in (workdir / "table.md").read_text()
+    assert len((workdir / "pairwise.csv").read_text().splitlines()) == 1 + 3 * len(results["metrics"])
+    split = (workdir / "split.csv").read_text().splitlines()
+    assert split[0].startswith("image_id") and len(split) > 10
+    resolved = json.loads((workdir / "config.json").read_text())
+    assert resolved["config"]["analysis"] == analysis and resolved["effective"]["demo"] is True
+    timings = json.loads((workdir / "timings.json").read_text())
+    assert {"records", "split", "statistics", "report", "embed:rad_dino", "train:biomedclip"} <= set(timings)
+    assert list((workdir / "report" / "figures").glob("*.png"))
+    for name in ("rad_dino", "chexagent", "biomedclip"):
+        assert (workdir / "predictions" / name / "summary.json").is_file()
+    if "segmentation" in results["task"]:
+        assert (workdir / "overlays.png").is_file()
+    assert "EMBEDDED DEFAULT" in (workdir / "run.log").read_text()
+
+
+@pytest.mark.parametrize("analysis", ANALYSES)
+def test_each_analysis_runs_end_to_end(analysis, tmp_path, cache):
+    assert _run(analysis, tmp_path / analysis, cache) == 0
+    _check_outputs(tmp_path / analysis, analysis)
+
+
+def test_rerun_reuses_stores_and_heads(tmp_path, cache):
+    assert _run("ptx_cls", tmp_path / "a", cache) == 0
+    assert _run("ptx_cls", tmp_path / "a", cache) == 0
+    log = (tmp_path / "a" / "run.log").read_text()
+    second = log[log.rindex("[records] start"):]
+    assert second.count("complete, reusing") == 3 and second.count("predictions exist, skipping training") == 3
+
+
+def test_paper_writes_one_combined_report(tmp_path, cache):
+    each = ["--each." + s[len("--config."):] for s in SMALL if "n_resamples" not in s]
+    rc = main(["--config", str(CONFIGS / "paper.py"), "--workdir", str(tmp_path), f"--config.cache_dir={cache}",
+               "--config.analyses=ptx_linear,ptx_custom,cmg_cls", "--config.n_resamples=300", *each])
+    assert rc == 0
+    report = (tmp_path / "report" / "report.md").read_text()
+    for row in ("pneumothorax segmentation | linear probe", "pneumothorax segmentation | custom model",
+                "cardiomegaly classification | linear probe"):
+        assert row in report
+    assert len(list((tmp_path / "report" / "figures").glob("*.png"))) >= 3
+    assert _run("ptx_cls", tmp_path / "w", cache, "--each.train.seeds=1") == 2
+
+
+def test_bad_override_and_missing_root_are_clear(tmp_path, cache, capsys):
+    assert _run("ptx_cls", tmp_path / "x", cache, "--config.train.lr=1") == 2
+    assert "unknown key 'lr' in train" in capsys.readouterr().err
+    assert _run("ptx_cls", tmp_path / "y", cache, "--config.data.root=/no/such/folder") == 2
+    assert "data.root /no/such/folder is not a folder" in capsys.readouterr().err
+    assert _run("cmg_cls", tmp_path / "z", cache, "--config.data.nih_root=/no/nih") == 2
+    assert "data.chexmask_csv is required" in capsys.readouterr().err

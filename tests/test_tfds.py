@@ -281,19 +281,3 @@ def test_registered_name_reads_through_tfds_data_source(siim, data_dir):
     sources = tfds.data_source(f"siim_acr_pneumothorax/{siim.builder_config.name}", data_dir=os.fspath(data_dir),
                                download=False)
     assert {s: len(v) for s, v in sources.items()} == {s: len(v) for s, v in siim.as_data_source().items()}
-
-
-def test_zlib_tensor_writes_what_the_stock_tensor_writes():
-    import tensorflow_datasets as tfds
-
-    stock = tfds.features.Tensor(shape=(None, None), dtype=np.uint8, encoding=tfds.features.Encoding.ZLIB)
-    ours = prepared.ZlibTensor(shape=(None, None), dtype=np.uint8)
-    image = np.random.default_rng(0).integers(0, 256, (7, 5), dtype=np.uint8)
-    encoded = stock.encode_example(image)
-    assert ours.encode_example(prepared.compress_array(image)) == encoded == ours.encode_example(image)
-    stored = {"value": encoded["value"], "shape": np.asarray(encoded["shape"])}  # as deserialised from disk
-    np.testing.assert_array_equal(stock.decode_example_np(stored), image)
-    with pytest.raises(ValueError, match="dtype"):
-        ours.encode_example(prepared.compress_array(image.astype(bool)))
-    with pytest.raises(ValueError, match="shape"):
-        ours.encode_example(prepared.compress_array(image[None]))

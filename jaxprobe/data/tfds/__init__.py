@@ -2,7 +2,7 @@
 
 Builders ``siim_acr_pneumothorax`` and ``cxr_cardiomegaly`` (configs ``default`` from the manual download,
 ``synthetic`` from the phantom generator, or any ``make_config(...)`` variant) store each image's decoded
-8-bit pixels at native size (zlib-compressed), its masks, label, CTR where defined, patient id, image id and
+8-bit pixels at native size (compressed by ArrayRecord), its masks, label, CTR where defined, patient id, image id and
 source path, in patient-level ``train``/``val``/``test`` splits. ``prepare`` builds on first use; the
 command line is ``python -m jaxprobe.data.prepare``.
 
@@ -10,13 +10,11 @@ Needs tensorflow-datasets and array-record (``pip install 'jaxprobe[tfds]'``), n
 """
 from .base import INDEX_FILE, LEFT_OUT_FILE, PreparedBuilder, PreparedConfig
 from .cardiomegaly import CardiomegalyConfig, CxrCardiomegaly
-from .features import ZlibArray, ZlibTensor, compress_array, decompress_array
 from .index import IndexRow, example_index, select
 from .load import DATASETS, builder_class, get_builder, prepare
 from .siim import SiimAcrPneumothorax
 
 __all__ = [
-    "DATASETS", "INDEX_FILE", "LEFT_OUT_FILE", "CardiomegalyConfig", "CxrCardiomegaly", "IndexRow",
-    "PreparedBuilder", "PreparedConfig", "SiimAcrPneumothorax", "ZlibArray", "ZlibTensor", "builder_class",
-    "compress_array", "decompress_array", "example_index", "get_builder", "prepare", "select",
+    "DATASETS", "INDEX_FILE", "LEFT_OUT_FILE", "CardiomegalyConfig", "CxrCardiomegaly", "IndexRow", "PreparedBuilder",
+    "PreparedConfig", "SiimAcrPneumothorax", "builder_class", "example_index", "get_builder", "prepare", "select",
 ]

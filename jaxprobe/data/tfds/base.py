@@ -29,7 +29,6 @@ from ..errors import BadItems, OnError
 from ..records import Record
 from ..splits import SPLITS, resolve_splits, split_records
 from .decoding import decode_all, default_workers, load_decoded, remove_decoded
-from .features import ZlibTensor
 
 log = logging.getLogger("jaxprobe.data")
 
@@ -139,10 +138,15 @@ class PreparedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         return epath.Path(inspect.getfile(cls))
 
     def _info(self) -> tfds.core.DatasetInfo:
-        image = ZlibTensor(shape=(None, None), dtype=np.uint8,
-                           doc="decoded 8-bit grey image at native size, bright = dense (jaxprobe read_image)")
+        # Raw bytes, not Encoding.ZLIB: ArrayRecord already compresses every record (TFDS writes zstd level 3),
+        # and zstd inflates about twice as fast as zlib, which made zlib-encoded images slower to read than
+        # decoding the JPEG DICOMs they came from (benchmarks/prepared.py). Image (not Tensor) would need
+        # TensorFlow to encode.
+        image = tfds.features.Tensor(shape=(None, None), dtype=np.uint8, encoding=tfds.features.Encoding.BYTES,
+                                     doc="decoded 8-bit grey image at native size, bright = dense (jaxprobe read_image)")
         masks = tfds.features.FeaturesDict(
-            {name: ZlibTensor(shape=(None, None), dtype=np.bool_, doc=f"{name} mask, same shape as the image")
+            {name: tfds.features.Tensor(shape=(None, None), dtype=np.bool_, encoding=tfds.features.Encoding.BYTES,
+                                        doc=f"{name} mask, same shape as the image")
              for name in self.MASK_NAMES})
         features = {
             "image": image,

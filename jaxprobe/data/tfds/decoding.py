@@ -1,11 +1,12 @@
 """Decode every record once, in parallel worker processes, into a cache that survives an interruption.
 
-Each record's 8-bit image (``read_image``) and its masks (``Record.mask``) are compressed in the worker
-(``features.compress_array``) and written to one file named by a hash of everything that determines them:
-the record (ids, path, size, RLE strings), the image file's size and modification time, and the reading
-options. A rerun after a crash or Ctrl-C finds the files already written and decodes only the rest; a
-changed source file gets a new name and is decoded again. The cache lives outside the TFDS dataset folder
-(which TFDS deletes when a build fails) and is removed once the dataset is complete.
+Each record's 8-bit image (``read_image``) and its masks (``Record.mask``) are decoded in a worker and written,
+zlib-compressed (level 1: the cache is temporary, so compression speed matters more than size), to one file
+named by a hash of everything that determines them: the record (ids, path, size, RLE strings), the image
+file's size and modification time, and the reading options. A rerun after a crash or Ctrl-C finds the files
+already written and decodes only the rest; a changed source file gets a new name and is decoded again. The
+cache lives outside the TFDS dataset folder (which TFDS deletes when a build fails) and is removed once the
+dataset is complete.
 
 Bad images follow the data module's policy: with ``on_error="raise"`` the first ``DataError`` stops the run
 (the images decoded so far stay cached); with ``"skip"`` the image is left out and listed.
@@ -18,19 +19,23 @@ import logging
 import multiprocessing
 import os
 import pickle
+import zlib
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Iterator, Sequence
+
+import numpy as np
 
 from ..errors import BadItems, DataError
 from ..images import read_image
 from ..records import Record
-from .features import ZlibArray, compress_array
 
 log = logging.getLogger("jaxprobe.data")
 
 # Bump when the cached payload's layout or meaning changes, so old cache files are never read as new ones.
 CACHE_FORMAT = 1
+CACHE_ZLIB_LEVEL = 1
 
 
 def cache_key(record: Record, read_options: dict) -> str:
@@ -47,8 +52,18 @@ def cache_file(cache_dir: Path, key: str) -> Path:
     return cache_dir / key[:2] / f"{key}.pkl"
 
 
+def _pack(array: np.ndarray) -> tuple[bytes, tuple[int, ...], str]:
+    array = np.ascontiguousarray(array)
+    return zlib.compress(array.tobytes(), CACHE_ZLIB_LEVEL), array.shape, array.dtype.str
+
+
+def _unpack(packed: tuple[bytes, tuple[int, ...], str]) -> np.ndarray:
+    payload, shape, dtype = packed
+    return np.frombuffer(zlib.decompress(payload), dtype=dtype).reshape(shape)
+
+
 def decode_record(record: Record, read_options: dict) -> dict:
-    """{"image": ZlibArray uint8 [H, W], "masks": {name: ZlibArray bool [H, W]}} of one record."""
+    """{"image": uint8 [H, W], "masks": {name: bool [H, W]}} of one record, checked against its size."""
     image = read_image(record.path, **read_options)
     if image.shape != (record.height, record.width):
         raise DataError(record.path, f"decoded image is {image.shape[0]}x{image.shape[1]}, but its record (header "
@@ -56,30 +71,33 @@ def decode_record(record: Record, read_options: dict) -> dict:
     masks = {}
     for name in record.mask_names:
         try:
-            masks[name] = compress_array(record.mask(name))
+            masks[name] = record.mask(name)
         except ValueError as e:  # an RLE string that does not fit the image
             raise DataError(record.path, f"mask {name!r}: {e}") from None
-    return {"image": compress_array(image), "masks": masks}
+    return {"image": image, "masks": masks}
 
 
 def _decode_into(task: tuple[Record, dict, str]) -> tuple[str, str] | None:
     """Worker: decode one record into its cache file (written atomically); a DataError comes back as (item, problem)."""
     record, read_options, path = task
     try:
-        payload = decode_record(record, read_options)
+        decoded = decode_record(record, read_options)
     except DataError as e:  # returned, not raised: DataError's two-argument constructor does not unpickle
         return e.item, e.problem
+    packed = {"image": _pack(decoded["image"]), "masks": {k: _pack(v) for k, v in decoded["masks"].items()}}
     os.makedirs(os.path.dirname(path), exist_ok=True)
     partial = f"{path}.{os.getpid()}.partial"
     with open(partial, "wb") as f:
-        pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(packed, f, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(partial, path)
     return None
 
 
-def load_decoded(path: Path) -> dict[str, ZlibArray | dict[str, ZlibArray]]:
+def load_decoded(path: Path) -> dict:
+    """What ``decode_record`` returned, read back from the cache."""
     with open(path, "rb") as f:
-        return pickle.load(f)
+        packed = pickle.load(f)
+    return {"image": _unpack(packed["image"]), "masks": {k: _unpack(v) for k, v in packed["masks"].items()}}
 
 
 def default_workers() -> int:
@@ -138,6 +156,12 @@ def _run(todo: Sequence[Record], files: dict[str, Path], read_options: dict,
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
     try:
         yield from pool.map(_decode_into, tasks, chunksize=4)
+    except BrokenProcessPool as e:
+        raise RuntimeError(
+            "a decoding worker process died. Workers are spawned and import the main module again: when "
+            "preparing from a script, call it under `if __name__ == \"__main__\":`. A worker is also killed when "
+            "memory runs out; fewer workers (or workers=0, decoding in this process) need less. Images "
+            "decoded so far are kept and a rerun continues from them.") from e
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

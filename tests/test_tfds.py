@@ -186,6 +186,7 @@ def _corrupt(path: str) -> bytes:
     return data
 
 
+@pytest.mark.filterwarnings("ignore:End of file reached before delimiter")  # pydicom on the truncated file
 def test_bad_image_is_skipped_and_listed_or_stops_the_run_which_resumes(tmp_path, caplog):
     manual = tmp_path / "manual"
     root, _ = make_siim(str(manual), n=12, seed=3, size=80, sixteen_bit_fraction=0.0)
@@ -281,3 +282,39 @@ def test_registered_name_reads_through_tfds_data_source(siim, data_dir):
     sources = tfds.data_source(f"siim_acr_pneumothorax/{siim.builder_config.name}", data_dir=os.fspath(data_dir),
                                download=False)
     assert {s: len(v) for s, v in sources.items()} == {s: len(v) for s, v in siim.as_data_source().items()}
+
+
+def test_command_line_prepares_once_and_reports(tmp_path, capsys):
+    from jaxprobe.data.prepare import main
+
+    argv = ["--dataset", "cxr_cardiomegaly", "--synthetic", "--synthetic-n", "12", "--synthetic-size", "72",
+            "--split-seed", "2", "--data-dir", str(tmp_path), "--workers", "0"]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    first = first[first.index("dataset: "):]  # before it, TFDS's own banner for a new build
+    assert "config: synthetic-n12-size72-seed2" in first and "left out: 1" in first
+    folder = tmp_path / "cxr_cardiomegaly" / "synthetic-n12-size72-seed2" / "1.0.0"
+    stamp = (folder / "dataset_info.json").stat().st_mtime_ns
+    assert main(argv) == 0  # prepared already: reused, not rebuilt
+    assert capsys.readouterr().out == first and (folder / "dataset_info.json").stat().st_mtime_ns == stamp
+
+    assert main(["--dataset", "siim_acr_pneumothorax", "--instructions"]) == 0
+    assert "train-rle.csv" in capsys.readouterr().out
+    assert main(["--dataset", "siim_acr_pneumothorax", "--data-dir", str(tmp_path)]) == 2
+    assert "--manual-dir is required" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("nothing")
+    assert main(["--dataset", "siim_acr_pneumothorax", "--manual-dir", str(empty), "--data-dir", str(tmp_path)]) == 1
+    assert "no SIIM-ACR label file" in capsys.readouterr().err
+
+
+def test_config_names_spell_out_their_options():
+    cls = prepared.SiimAcrPneumothorax
+    assert cls.make_config().name == "default" and cls.make_config(synthetic=True).name == "synthetic"
+    assert cls.make_config(split_seed=4, split_fractions=(0.7, 0.1, 0.2)).name == "default-seed4-f0.7_0.1_0.2"
+    assert prepared.CxrCardiomegaly.make_config(min_dice=0.8).name == "default-mindice0.8"
+    with pytest.raises(TypeError, match="min_dice"):
+        cls.make_config(min_dice=0.8)
+    with pytest.raises(ValueError, match="differ from the registered 'default'"):
+        prepared.get_builder("siim_acr_pneumothorax", config=prepared.PreparedConfig(name="default", split_seed=5))

@@ -220,6 +220,10 @@ class PreparedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def _post_download_and_prepare_hook(self) -> None:
         if not self._keep_decoded:
             remove_decoded(self._decoded_files)
+        left_out = self.info.metadata["left_out"]
+        if left_out:  # the build logged the list's temporary path; this is where it stays
+            log.warning("%s: %d item(s) not in the dataset, listed in %s", self.name, left_out,
+                        self.data_path / LEFT_OUT_FILE)
 
     def _metadata(self, config, origin: str, by_split: dict[str, list[Record]], left_out: Path) -> dict:
         if config.split_file:

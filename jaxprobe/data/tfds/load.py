@@ -11,6 +11,7 @@ with stock TFDS alone: ``tfds.builder_from_directory(folder).as_data_source()``.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import tensorflow_datasets as tfds
@@ -32,6 +33,11 @@ def builder_class(dataset: str) -> type[PreparedBuilder]:
         raise ValueError(f"dataset {dataset!r} unknown; expected one of {sorted(DATASETS)}") from None
 
 
+def _options(config: PreparedConfig) -> dict:
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+            if f.name not in ("name", "description", "version", "release_notes", "supported_versions", "tags")}
+
+
 def get_builder(dataset: str, *, config: str | PreparedConfig | dict = "default",
                 data_dir: str | os.PathLike | None = None, **builder_options) -> PreparedBuilder:
     """The builder of ``dataset`` for ``config``: a config name ("default", "synthetic"), a ``PreparedConfig``,
@@ -43,6 +49,12 @@ def get_builder(dataset: str, *, config: str | PreparedConfig | dict = "default"
     cls = builder_class(dataset)
     if isinstance(config, dict):
         config = cls.make_config(**config)
+    if isinstance(config, PreparedConfig) and config.name in cls.builder_configs:
+        # TFDS accepts only its own object under a registered name
+        if _options(config) != _options(cls.builder_configs[config.name]):
+            raise ValueError(f"config {config.name!r} has options that differ from the registered {config.name!r}; "
+                             f"build it with {cls.__name__}.make_config(...) to get a name of its own")
+        config = config.name
     return cls(config=config, data_dir=None if data_dir is None else os.fspath(data_dir), **builder_options)
 
 

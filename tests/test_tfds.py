@@ -318,3 +318,15 @@ def test_config_names_spell_out_their_options():
         cls.make_config(min_dice=0.8)
     with pytest.raises(ValueError, match="differ from the registered 'default'"):
         prepared.get_builder("siim_acr_pneumothorax", config=prepared.PreparedConfig(name="default", split_seed=5))
+
+
+def test_unguarded_script_gets_told_why_its_workers_died(tmp_path):
+    script = tmp_path / "prepare_without_main_guard.py"
+    script.write_text(
+        "from jaxprobe.data import tfds as prepared\n"
+        f"prepared.prepare('siim_acr_pneumothorax', config={{'synthetic': True, 'synthetic_n': 4, "
+        f"'synthetic_size': 64}}, data_dir={str(tmp_path / 'tfds')!r}, workers=2, progress=False)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode != 0
+    assert "decoding worker process died" in done.stderr and 'if __name__ == "__main__":' in done.stderr

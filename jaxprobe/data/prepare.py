@@ -22,7 +22,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m jaxprobe.data.prepare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True, choices=["siim_acr_pneumothorax", "cxr_cardiomegaly"])
     parser.add_argument("--manual-dir", help="folder with the original files (see --instructions)")
-    parser.add_argument("--data-dir", help="where TFDS datasets live (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    parser.add_argument("--data-dir",
+                        help="where TFDS datasets live (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
     parser.add_argument("--synthetic", action="store_true", help="build from synthetic phantoms instead (offline)")
     parser.add_argument("--synthetic-n", type=int, help="phantoms to generate (default 60)")
     parser.add_argument("--synthetic-size", type=int, help="phantom rows (default 256)")
@@ -76,7 +77,8 @@ def main(argv=None) -> int:
     print(f"dataset: {builder.data_path}")
     print(f"config: {builder.builder_config.name} ({builder.builder_config.description})")
     for split, counts in meta["counts"].items():
-        print(f"  {split:<5} {counts['images']:>7} images {counts['patients']:>7} patients {counts['positives']:>7} positive")
+        print(f"  {split:<5} {counts['images']:>7} images {counts['patients']:>7} patients "
+              f"{counts['positives']:>7} positive")
     print(f"left out: {meta['left_out']} (listed in {builder.data_path / meta['left_out_file']})")
     print(f"read it: tfds.builder_from_directory('{builder.data_path}').as_data_source('train')")
     return 0

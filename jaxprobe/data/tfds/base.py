@@ -142,8 +142,9 @@ class PreparedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         # and zstd inflates about twice as fast as zlib, which made zlib-encoded images slower to read than
         # decoding the JPEG DICOMs they came from (benchmarks/prepared.py). Image (not Tensor) would need
         # TensorFlow to encode.
-        image = tfds.features.Tensor(shape=(None, None), dtype=np.uint8, encoding=tfds.features.Encoding.BYTES,
-                                     doc="decoded 8-bit grey image at native size, bright = dense (jaxprobe read_image)")
+        image = tfds.features.Tensor(
+            shape=(None, None), dtype=np.uint8, encoding=tfds.features.Encoding.BYTES,
+            doc="decoded 8-bit grey image at native size, bright = dense (jaxprobe.data.read_image)")
         masks = tfds.features.FeaturesDict(
             {name: tfds.features.Tensor(shape=(None, None), dtype=np.bool_, encoding=tfds.features.Encoding.BYTES,
                                         doc=f"{name} mask, same shape as the image")

@@ -37,8 +37,8 @@ class SiimAcrPneumothorax(PreparedBuilder):
     """
     BUILDER_CONFIGS = [
         PreparedConfig(name="default", description="Manual download, patient-level split 0.72/0.08/0.2 seed 0"),
-        PreparedConfig(name="synthetic", synthetic=True,
-                       description="Synthetic phantoms (jaxprobe.data.synth), patient-level split 0.72/0.08/0.2 seed 0"),
+        PreparedConfig(name="synthetic", synthetic=True, description="Synthetic phantoms (jaxprobe.data.synth), "
+                                                                     "patient-level split 0.72/0.08/0.2 seed 0"),
     ]
 
     def _source_records(self, dl_manager, skipped_file: str):

@@ -330,3 +330,16 @@ def test_unguarded_script_gets_told_why_its_workers_died(tmp_path):
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode != 0
     assert "decoding worker process died" in done.stderr and 'if __name__ == "__main__":' in done.stderr
+
+
+def test_kept_decode_cache_serves_another_split_variant(tmp_path, caplog):
+    config = {"synthetic": True, "synthetic_n": 10, "synthetic_size": 64}
+    _prepare("siim_acr_pneumothorax", config, tmp_path, keep_decoded=True)
+    assert len(list((tmp_path / "downloads" / "jaxprobe_decoded").rglob("*.pkl"))) == 10
+    with caplog.at_level(logging.INFO, logger="jaxprobe.data"):
+        other = _prepare("siim_acr_pneumothorax", {**config, "split_seed": 7}, tmp_path)
+    assert "10 of 10 images already decoded" in caplog.text
+    records = siim_records(other.info.metadata["origin"])
+    assignment = patient_splits(records, seed=7)
+    assert all(assignment[r.image_id] == split for split, rows in prepared.example_index(other).items() for r in rows)
+    assert not list((tmp_path / "downloads" / "jaxprobe_decoded").rglob("*.pkl"))

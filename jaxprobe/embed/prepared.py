@@ -55,6 +55,8 @@ def extract_prepared(encoder, builder, split: str, root: str | Path, *, name: st
     reuses it afterwards). Row ids are ``"<source>:<image_id>"`` as ``extract_records`` writes them; the store
     key also covers the dataset, split, task and the example index's contents, so another preparation (other
     splits, other files) never reuses these embeddings. ``kwargs`` go to ``extract`` (batch_size, workers, ...).
+    With ``jax.distributed``, prepare before the processes start (``python -m jaxprobe.data.prepare``): two
+    processes building the same dataset at once would race for its folder.
     """
     rows = example_index(builder)[split]
     chosen = select(rows, task, seed=seed)

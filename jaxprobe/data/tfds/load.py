@@ -64,7 +64,8 @@ def prepare(dataset: str, *, config: str | PreparedConfig | dict = "default",
     """Prepare the dataset unless it already is, and return its builder (``builder.as_data_source(split)``).
 
     ``manual_dir`` holds the original files (see the builder's ``MANUAL_DOWNLOAD_INSTRUCTIONS``); synthetic
-    configs need none. Nothing is downloaded.
+    configs need none. Nothing is downloaded. A prepared dataset is never rebuilt: delete its folder
+    (``builder.data_path``) to prepare it again from changed files.
     """
     builder = get_builder(dataset, config=config, data_dir=data_dir, **builder_options)
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(

@@ -31,7 +31,6 @@ def child(mode: str, data: str, n: int, out: str) -> None:
     from jaxprobe.data import siim_records
     from jaxprobe.embed.records import extract_records, record_loader
 
-    from jaxprobe.data.synth import make_synthetic  # noqa: F401  (same import cost on both sides)
 
     records = siim_records(os.path.join(data, "siim"), csv_path=os.path.join(data, "siim", "train-rle.csv"))[:n]
     enc = encoders.load("rad_dino", **ENCODER)

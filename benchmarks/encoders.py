@@ -137,7 +137,7 @@ def main():
             peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in device.device_kind), None)
             frac = f"{flops / (peak * 1e12):.1%} of {peak:.0f} TFLOP/s" if peak else "peak unknown"
             print(f"{'':<11} bf16: {args.batch / t16:.1f} img/s, {flops / 1e12:.1f} TFLOP/s ({frac})")
-        del model, enc
+
 
 
 if __name__ == "__main__":

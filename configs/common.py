@@ -26,6 +26,9 @@ def base(analysis: str, *, source: str, task: str, scenario: str, head: str, tar
     c.data.nih_root = ""  # cardiomegaly: NIH ChestX-ray14 folder with Data_Entry_2017.csv (instead of a manifest)
     c.data.chexmask_csv = ""  # cardiomegaly: CheXmask CSV (e.g. OriginalResolution/ChestX-Ray8.csv.gz)
     c.data.min_dice = 0.7  # CheXmask quality filter: Dice RCA (Mean) >= this
+    # Read images from a prepared TFDS dataset (decoded once, in the cache; built on first use) instead of the
+    # original files. Its splits are stored in the dataset; the balanced set is drawn within each split.
+    c.data.prepared = False
     c.data.on_error = "raise"  # "raise" | "skip" (bad files listed in the work directory)
     c.data.split_file = ""  # CSV image_id,split replacing the seeded split
     c.data.split_fractions = (0.72, 0.08, 0.2)

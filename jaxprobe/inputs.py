@@ -10,7 +10,9 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 from ml_collections import ConfigDict
 
 log = logging.getLogger("jaxprobe.run")
@@ -88,7 +90,7 @@ def load_records(config: ConfigDict, workdir: Path):
 
 
 def split(config: ConfigDict, records, workdir: Path) -> dict[str, str]:
-    from .data import resolve_splits, write_splits
+    from .data import resolve_splits
     from .data.splits import leaking_patients
 
     d = config.data
@@ -97,11 +99,6 @@ def split(config: ConfigDict, records, workdir: Path) -> dict[str, str]:
     leaks = leaking_patients(records, assignment)
     if leaks:
         raise RunError(f"patients in more than one split: {sorted(leaks)[:5]}")
-    write_splits(workdir / "split.csv", records, assignment)
-    counts = {s: sum(1 for r in records if assignment[r.image_id] == s) for s in ("train", "val", "test")}
-    if min(counts.values()) == 0:
-        raise RunError(f"a split is empty {counts}; use more data or other fractions")
-    log.info(f"split (patient level, seed {d.split_seed}): {counts}")
     return assignment
 
 
@@ -160,7 +157,6 @@ def convert_cached(config: ConfigDict, name: str, src: Path) -> Path:
 
 
 
-
 SEG_TARGETS = ("pneumothorax", "heart")
 
 
@@ -169,13 +165,113 @@ def mask_of(config: ConfigDict) -> str | None:
     return config.target if config.target in SEG_TARGETS else None
 
 
-def store_for(config: ConfigDict, name: str, records, log=log.info):
-    """The encoder ``name`` of the analysis and its (built, resumed or reused) embedding store of ``records``."""
-    from .embed.records import extract_records
+@dataclasses.dataclass
+class Inputs:
+    """The analysis's images, whichever way they are read: one row per image, in store order."""
+
+    ids: list[str]  # "<source>:<image_id>": the store's row ids and the prediction files' case ids
+    image_ids: list[str]
+    splits: list[str]  # "train" | "val" | "test" per row (patient level)
+    targets: dict[str, np.ndarray]  # "label" [N] int8, "ctr" [N] float32 (NaN where undefined)
+    extra: dict  # what else identifies the inputs in the store key (file paths, or the prepared dataset)
+    make_loader: Callable  # (spec, mask name | None) -> row -> {"pixels": [S,S,3], "mask": [S,S]}
+    read: Callable[[int], np.ndarray]  # row -> uint8 [H, W] image (overlays)
+
+    def rows(self, split: str) -> np.ndarray:
+        return np.array([i for i, s in enumerate(self.splits) if s == split], np.int64)
+
+    def write_split(self, path: Path) -> None:
+        with open(path, "w") as f:
+            f.write("image_id,split\n")
+            f.writelines(f"{i},{s}\n" for i, s in zip(self.image_ids, self.splits))
+
+
+def inputs_from_records(records, assignment: dict[str, str]) -> Inputs:
+    from .data import read_image
+    from .embed.records import record_loader, record_targets
+
+    return Inputs(ids=[f"{r.source}:{r.image_id}" for r in records], image_ids=[r.image_id for r in records],
+                  splits=[assignment[r.image_id] for r in records], targets=record_targets(records),
+                  extra={"paths": [r.path for r in records]},
+                  make_loader=lambda spec, mask: record_loader(records, spec, mask),
+                  read=lambda i: read_image(records[i].path))
+
+
+def prepared_inputs(config: ConfigDict) -> Inputs:
+    """The analysis's examples from a prepared TFDS dataset (prepared on first use, reused afterwards)."""
+    from .data.tfds import prepare
+    from .data.tfds.index import example_index, select
+    from .embed.prepared import prepared_loader
+
+    d = config.data
+    dataset = {"siim": "siim_acr_pneumothorax", "cardiomegaly": "cxr_cardiomegaly"}.get(d.source)
+    if dataset is None:
+        raise RunError(f"data.source must be 'siim' or 'cardiomegaly', got {d.source!r}")
+    manual = d.root if d.source == "siim" else (d.nih_root or (str(Path(d.manifest).parent) if d.manifest else ""))
+    options = {"split_seed": d.split_seed, "split_fractions": tuple(d.split_fractions),
+               "split_file": d.split_file or None}
+    if not manual:
+        s = d.synthetic
+        options.update(synthetic=True, synthetic_n=s.n, synthetic_size=s.size, synthetic_seed=s.seed)
+    elif not Path(manual).is_dir():
+        raise RunError(f"{manual} is not a folder (the prepared dataset is built from it)")
+    builder = prepare(dataset, config=options, data_dir=cache_dir(config) / "tfds", manual_dir=manual or None,
+                      workers=config.embed.workers, on_error=d.on_error)
+    task = {"pneumothorax": "segmentation", "label": "classification" if d.source == "siim" else "all"}.get(
+        config.target, "all")
+    index = example_index(builder)
+    source = builder.info.metadata["source"]
+    picked = []  # (split, data-source position, IndexRow)
+    for split_name in ("train", "val", "test"):
+        rows = {r.index: r for r in index[split_name]}
+        for position in select(index[split_name], task, seed=d.balance_seed):
+            r = rows[position]
+            if config.target == "ctr" and r.ctr is None:
+                continue
+            picked.append((split_name, position, r))
+    sources = {s: builder.as_data_source(s) for s in ("train", "val", "test")}
+    by_split = {s: [p for sp, p, _ in picked if sp == s] for s in sources}
+    offsets = {"train": 0, "val": len(by_split["train"]), "test": len(by_split["train"]) + len(by_split["val"])}
+
+    def make_loader(spec, mask):
+        loaders = {s: prepared_loader(sources[s], spec, mask, by_split[s]) for s in sources}
+        return lambda i: loaders[picked[i][0]](i - offsets[picked[i][0]])
+
+    return Inputs(
+        ids=[f"{source}:{r.image_id}" for _, _, r in picked], image_ids=[r.image_id for _, _, r in picked],
+        splits=[s for s, _, _ in picked],
+        targets={"label": np.array([r.label for _, _, r in picked], np.int8),
+                 "ctr": np.array([np.nan if r.ctr is None else r.ctr for _, _, r in picked], np.float32)},
+        extra={"dataset": f"{builder.name}/{builder.builder_config.name}:{builder.version}", "task": task,
+               "balance_seed": d.balance_seed},
+        make_loader=make_loader, read=lambda i: sources[picked[i][0]][picked[i][1]]["image"])
+
+
+def load_inputs(config: ConfigDict, workdir: Path) -> Inputs:
+    """Records + seeded split from the original files, or a prepared dataset (``data.prepared``)."""
+    if config.data.prepared:
+        inputs = prepared_inputs(config)
+    else:
+        records = load_records(config, workdir)
+        inputs = inputs_from_records(records, split(config, records, workdir))
+    counts = {s: len(inputs.rows(s)) for s in ("train", "val", "test")}
+    if min(counts.values()) == 0:
+        raise RunError(f"a split is empty {counts}; use more data or other fractions")
+    inputs.write_split(workdir / "split.csv")
+    log.info(f"{len(inputs.ids)} images ({config.data.source}, target {config.target}"
+             f"{', prepared dataset' if config.data.prepared else ''}), split {counts}")
+    return inputs
+
+
+def store_for(config: ConfigDict, name: str, inputs: Inputs, log=log.info):
+    """The encoder ``name`` of the analysis and its (built, resumed or reused) embedding store of ``inputs``."""
+    from .embed import extract
 
     encoder = encoder_for(config, name)
     log(f"{name}: {encoder}")
-    store = extract_records(encoder, records, cache_dir(config) / "embeddings", name=name, mask=mask_of(config),
-                            batch_size=config.embed.batch_size, chunk_size=config.embed.chunk_size,
-                            workers=config.embed.workers, log=log)
+    mask = mask_of(config)
+    store = extract(encoder, inputs.ids, inputs.make_loader(encoder.spec, mask), cache_dir(config) / "embeddings",
+                    name=name, mask_size=encoder.spec.input_size if mask else None, targets=inputs.targets,
+                    extra={**inputs.extra, "mask": mask}, batch_size=config.embed.batch_size,
+                    chunk_size=config.embed.chunk_size, workers=config.embed.workers, log=log)
     return encoder, store

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .data import preprocess, read_image  # noqa: E402
+from .data import preprocess  # noqa: E402
 from .embed.store import Store  # noqa: E402
 from .encoders.spec import EncoderSpec  # noqa: E402
 from .results import display_name  # noqa: E402
@@ -24,8 +24,8 @@ def _predicted(pred_dir: Path) -> tuple[list[str], np.ndarray]:
     return ids, np.load(pred_dir / "member0" / "masks.npy", mmap_mode="r")
 
 
-def write_overlays(config, records, assignment, workdir: Path, n: int = 4) -> Path:
-    test = sorted((r for r in records if assignment[r.image_id] == "test"), key=lambda r: r.image_id)[:n]
+def write_overlays(config, inputs, workdir: Path, n: int = 4) -> Path:
+    test = sorted(inputs.rows("test"), key=lambda i: inputs.ids[i])[:n]
     names = list(config.encoders.names)
     fig, axes = plt.subplots(len(test), len(names), figsize=(3.2 * len(names), 3.2 * len(test)), squeeze=False)
     for j, name in enumerate(names):
@@ -36,9 +36,9 @@ def write_overlays(config, records, assignment, workdir: Path, n: int = 4) -> Pa
         row_of = {cid: k for k, cid in enumerate(store.ids)}
         pred_ids, pred_masks = _predicted(pred_dir)
         pred_row = {cid: k for k, cid in enumerate(pred_ids)}
-        for i, r in enumerate(test):
-            cid = f"{r.source}:{r.image_id}"
-            pixels = preprocess(read_image(r.path), spec)[..., 0] * spec.std[0] + spec.mean[0]
+        for i, row in enumerate(test):
+            cid = inputs.ids[row]
+            pixels = preprocess(inputs.read(row), spec)[..., 0] * spec.std[0] + spec.mean[0]
             true = store.masks(np.array([row_of[cid]]))[0]
             pred = np.asarray(pred_masks[pred_row[cid]])
             ax = axes[i, j]

@@ -1,7 +1,7 @@
 """``python -m jaxprobe.run --config configs/<analysis>.py [--workdir DIR] [--config.KEY=VALUE ...]``
 ``python -m jaxprobe.run --config configs/paper.py [--config.KEY=VALUE ...] [--each.KEY=VALUE ...]``
 
-One analysis of the study end to end: records -> patient-level split -> per-encoder embedding store -> head
+One analysis of the study end to end: images (original files or a prepared dataset) + patient-level split -> per-encoder embedding store -> head
 training (early stopping, best-validation weights) -> test predictions -> paired bootstrap statistics ->
 results.json / table.md / pairwise.csv / figures / overlays. ``configs/paper.py`` runs all seven analyses and
 writes one combined report. Every stage's output is on disk; a re-run reuses the stores, the trained heads and
@@ -21,7 +21,7 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from .config import ConfigError, apply_overrides, load_config_file
-from .inputs import SEG_TARGETS, RunError, is_demo, is_random, load_records, mask_of, split, store_for
+from .inputs import SEG_TARGETS, RunError, is_demo, is_random, load_inputs, mask_of, store_for
 
 log = logging.getLogger("jaxprobe.run")
 
@@ -209,24 +209,20 @@ def run_analysis(config: ConfigDict, workdir: Path) -> Path:
     (workdir / "config.json").write_text(json.dumps({"config": config.to_dict(), "effective": effective},
                                                     indent=2, default=list) + "\n")
     timings = Timings(workdir / "timings.json")
-    with timings.stage("records"):
-        records = load_records(config, workdir)
-        log.info(f"{len(records)} records ({config.data.source}, target {config.target})")
-    with timings.stage("split"):
-        assignment = split(config, records, workdir)
+    with timings.stage("inputs"):
+        inputs = load_inputs(config, workdir)
     mask = mask_of(config)
     tcfg = train_config(config)
     for name in config.encoders.names:
         with timings.stage(f"embed:{name}"):
-            encoder, store = store_for(config, name, records)
+            encoder, store = store_for(config, name, inputs)
         pred_dir = workdir / "predictions" / name
         if (pred_dir / "summary.json").exists():
             log.info(f"{name}: predictions exist, skipping training")
             continue
         with timings.stage(f"train:{name}"):
             data = probe_data(config, store)
-            rows = {s: np.array([i for i, r in enumerate(records) if assignment[r.image_id] == s])
-                    for s in ("train", "val", "test")}
+            rows = {s: inputs.rows(s) for s in ("train", "val", "test")}
             make_head, sizes = head_factory(config, name, encoder.spec)
             result = fit(make_head, data, rows["train"], rows["val"], tcfg, loss=loss_of(config),
                          name=f"{config.analysis}/{name}/{config.head.name}", workdir=workdir / "train" / name)
@@ -244,7 +240,7 @@ def run_analysis(config: ConfigDict, workdir: Path) -> Path:
         if mask is not None and config.report.overlays:
             from .overlays import write_overlays
 
-            write_overlays(config, records, assignment, workdir, n=config.report.overlays)
+            write_overlays(config, inputs, workdir, n=config.report.overlays)
     log.info(f"results: {workdir / 'results.json'}, {workdir / 'table.md'}, {workdir / 'report' / 'report.md'}")
     return workdir
 

@@ -44,13 +44,37 @@ def _check_outputs(workdir: Path, analysis: str):
     resolved = json.loads((workdir / "config.json").read_text())
     assert resolved["config"]["analysis"] == analysis and resolved["effective"]["demo"] is True
     timings = json.loads((workdir / "timings.json").read_text())
-    assert {"records", "split", "statistics", "report", "embed:rad_dino", "train:biomedclip"} <= set(timings)
+    assert {"inputs", "statistics", "report", "embed:rad_dino", "train:biomedclip"} <= set(timings)
     assert list((workdir / "report" / "figures").glob("*.png"))
     for name in ("rad_dino", "chexagent", "biomedclip"):
         assert (workdir / "predictions" / name / "summary.json").is_file()
     if "segmentation" in results["task"]:
         assert (workdir / "overlays.png").is_file()
     assert "EMBEDDED DEFAULT" in (workdir / "run.log").read_text()
+
+
+def test_prepared_dataset_gives_the_same_inputs(tmp_path, cache):
+    """data.prepared reads a TFDS dataset built on first use from the same phantoms; its examples, labels and
+    patient-level splits are those of the original files (same seed), so the embeddings are the same too."""
+    assert _run("heart_linear", tmp_path / "files", cache) == 0
+    assert _run("heart_linear", tmp_path / "prepared", cache, "--config.data.prepared=true") == 0
+    assert "prepared dataset" in (tmp_path / "prepared" / "run.log").read_text()
+    from jaxprobe.embed import Store
+
+    stores = {}
+    for kind in ("files", "prepared"):
+        head = json.loads((tmp_path / kind / "predictions" / "chexagent" / "head.json").read_text())
+        stores[kind] = Store.open(head["store"])
+    files, prepared = stores["files"], stores["prepared"]
+    assert files.path != prepared.path and sorted(files.ids) == sorted(prepared.ids)
+    order = [files.ids.index(i) for i in prepared.ids]
+    import numpy as np
+
+    np.testing.assert_array_equal(files.global_embeddings[order], prepared.global_embeddings)
+    np.testing.assert_array_equal(files.array("masks")[order], prepared.array("masks"))
+    split_files = dict(line.split(",") for line in (tmp_path / "files" / "split.csv").read_text().splitlines()[1:])
+    split_prep = dict(line.split(",") for line in (tmp_path / "prepared" / "split.csv").read_text().splitlines()[1:])
+    assert split_files == split_prep
 
 
 @pytest.mark.parametrize("analysis", ANALYSES)
@@ -63,7 +87,7 @@ def test_rerun_reuses_stores_and_heads(tmp_path, cache):
     assert _run("ptx_cls", tmp_path / "a", cache) == 0
     assert _run("ptx_cls", tmp_path / "a", cache) == 0
     log = (tmp_path / "a" / "run.log").read_text()
-    second = log[log.rindex("[records] start"):]
+    second = log[log.rindex("[inputs] start"):]
     assert second.count("complete, reusing") == 3 and second.count("predictions exist, skipping training") == 3
 
 

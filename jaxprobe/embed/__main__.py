@@ -1,6 +1,6 @@
 """``python -m jaxprobe.embed --config configs/<analysis>.py [--config.KEY=VALUE ...]``: extraction alone.
 
-Builds (or resumes, or reuses) the embedding store of every encoder of the analysis for its records, exactly as
+Builds (or resumes, or reuses) the embedding store of every encoder of the analysis for its images, exactly as
 ``python -m jaxprobe.run`` does before training, and prints where each store is.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 from typing import Sequence
 
 from ..config import ConfigError, apply_overrides, load_config_file
-from ..inputs import RunError, load_records, store_for
+from ..inputs import RunError, load_inputs, store_for
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,9 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         workdir = Path(config.workdir).absolute()
         workdir.mkdir(parents=True, exist_ok=True)
-        records = load_records(config, workdir)
+        inputs = load_inputs(config, workdir)
         for name in config.encoders.names:
-            _, store = store_for(config, name, records, log=logging.getLogger("jaxprobe.embed").info)
+            _, store = store_for(config, name, inputs, log=logging.getLogger("jaxprobe.embed").info)
             print(f"{name}: {store.path} ({store.n} records)")
     except (ConfigError, RunError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -111,3 +111,16 @@ def test_bad_override_and_missing_root_are_clear(tmp_path, cache, capsys):
     assert "data.root /no/such/folder is not a folder" in capsys.readouterr().err
     assert _run("cmg_cls", tmp_path / "z", cache, "--config.data.nih_root=/no/nih") == 2
     assert "data.chexmask_csv is required" in capsys.readouterr().err
+
+
+def test_embed_cli_builds_the_stores_the_run_reuses(tmp_path, cache, capsys):
+    from jaxprobe.embed.__main__ import main as embed_main
+
+    args = ["--config", str(CONFIGS / "ctr_reg.py"), f"--config.cache_dir={tmp_path / 'c'}",
+            f"--config.workdir={tmp_path / 'w'}", *SMALL]
+    assert embed_main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("records)") == 3
+    assert _run("ctr_reg", tmp_path / "w", tmp_path / "c") == 0
+    assert (tmp_path / "w" / "run.log").read_text().count("complete, reusing") == 3
+    assert embed_main(["--config", str(CONFIGS / "ctr_reg.py"), "--config.embed.batch=4"]) == 2

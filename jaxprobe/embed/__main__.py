@@ -1,7 +1,10 @@
-"""``python -m jaxprobe.embed --config configs/<analysis>.py [--config.KEY=VALUE ...]``: extraction alone.
+"""``python -m jaxprobe.embed --config configs/<analysis>.py [--distributed] [--config.KEY=VALUE ...]``
 
-Builds (or resumes, or reuses) the embedding store of every encoder of the analysis for its images, exactly as
-``python -m jaxprobe.run`` does before training, and prints where each store is.
+Extraction alone: builds (or resumes, or reuses) the embedding store of every encoder of the analysis for its
+images, exactly as ``python -m jaxprobe.run`` does before training, and prints where each store is.
+``--distributed`` calls ``jax.distributed.initialize()`` first (cluster auto-detection, or the
+JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID variables): run the same command on every host
+and each process embeds its share of the chunks into the same store folder (a shared file system).
 """
 from __future__ import annotations
 
@@ -19,8 +22,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(__doc__)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    rest = argv[2:]
+    if "--distributed" in rest:
+        import jax
+
+        rest.remove("--distributed")
+        jax.distributed.initialize()
     try:
-        config = apply_overrides(load_config_file(argv[1]), argv[2:])
+        config = apply_overrides(load_config_file(argv[1]), rest)
         if "encoders" not in config:
             raise ConfigError(f"{argv[1]} is not a single-analysis config (no encoders section)")
         from pathlib import Path

@@ -36,15 +36,17 @@ from jaxprobe.train import TrainConfig, TrainProgram, data_mesh, init_members
 def _seconds_per_step(steps: dict, n_steps: int, repeats: int) -> dict:
     """Median over repeats of the mean time of ``n_steps`` calls of each step (after one warm-up call each).
 
-    The competitors take turns within each repeat, so a change in machine load hits all of them alike."""
+    The competitors take turns within each repeat, so a change in machine load hits all of them alike. A JAX
+    step returns its (asynchronously computed) loss; only the last one is waited for, as in ``fit``'s loop."""
     for step in steps.values():
-        step()
+        jax.block_until_ready(step())
     times = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
             start = time.perf_counter()
             for _ in range(n_steps):
-                step()
+                last = step()
+            jax.block_until_ready(last)
             times[name].append((time.perf_counter() - start) / n_steps)
     return {name: statistics.median(t) for name, t in times.items()}
 
@@ -63,7 +65,7 @@ def jax_step(make_head, features, targets, loss: str, seeds=(0,)):
     def step():
         params, stats, opt_state, loss_value = program.train_step(*carry, active, *batch)
         carry[:] = [params, stats, opt_state]
-        loss_value.block_until_ready()
+        return loss_value
 
     return step
 
@@ -93,7 +95,7 @@ def main(argv=None):
     parser.add_argument("--patch-dim", type=int, default=768)
     parser.add_argument("--input-size", type=int, default=518)
     parser.add_argument("--custom-widths", type=int, nargs=2, default=(64, 32))
-    parser.add_argument("--custom-refine-size", type=int, default=32)
+    parser.add_argument("--custom-refine-size", type=int, default=64)
     parser.add_argument("--custom-heads", type=int, default=4)
     parser.add_argument("--members", type=int, default=8)
     parser.add_argument("--torch-threads", type=int, default=os.cpu_count())
@@ -147,8 +149,7 @@ def main(argv=None):
         singles = [jax_step(make, features, targets, loss, seeds=(seed,)) for seed in seeds]
 
         def sequential():
-            for single in singles:
-                single()
+            return [single() for single in singles]
 
         seconds = _seconds_per_step({"vmapped": jax_step(make, features, targets, loss, seeds=seeds),
                                      "sequential": sequential}, n_steps, repeats)

@@ -3,12 +3,14 @@
 Same shapes (37x37x768 patches, global 768, input 518 — RAD-DINO's), batch 16, AdamW(lr 1e-4, wd 1e-2), same
 CPU, one process. Batches are already in memory on both sides: this times the training step, not data reading.
 
-    cd /work/wt-heads && python -m benchmarks.heads            # default, a few minutes on 2 cores
-    python -m benchmarks.heads --quick                          # fewer repeats
-    python -m benchmarks.heads --full                           # adds 2 steps of the full-size segmenter (~38 s each in PyTorch)
+    python -m benchmarks.heads           # from the repository root; about 4 minutes on 2 cores
+    python -m benchmarks.heads --quick   # fewer steps and repeats
+    python -m benchmarks.heads --full    # adds the full-size segmenter: a warm-up and one timed step each
+                                         # (~40-60 s per PyTorch step on 2 cores, several minutes in all)
 
-The custom segmenter is benchmarked at REDUCED internal widths by default (see --custom-*; the paper's
-512/256/64/8/256 take ~38 s per PyTorch step on 2 cores). Its PyTorch twin runs in the paper's order
+The custom segmenter is benchmarked at REDUCED conv widths by default: (64, 32) with 4 heads, refine size 64
+as in the paper (see --custom-*; the paper's 512/256 widths take ~38 s per PyTorch step on 2 cores). Its
+PyTorch twin runs in the paper's order
 (upsample the 256-channel map to 518x518, then the 1x1 classifier) and in the cheaper equivalent order that
 jaxprobe uses (classifier first), so the ratio from the reordering and the ratio from the rest are both visible.
 

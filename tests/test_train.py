@@ -10,7 +10,6 @@ import textwrap
 import jax
 import numpy as np
 import pytest
-from flax import nnx
 from sklearn.metrics import r2_score, roc_auc_score
 
 from jaxprobe.heads import CrossAttentionSegmenter, LinearProbe, LinearSegProbe, resize_bilinear

@@ -92,6 +92,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer steps and repeats")
     parser.add_argument("--full", action="store_true", help="also time 2 steps of the full-size custom segmenter")
+    parser.add_argument("--only", nargs="+", choices=("linear", "linear_seg", "custom"),
+                        help="benchmark only these heads")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--grid", type=int, default=37)
     parser.add_argument("--patch-dim", type=int, default=768)
@@ -118,22 +120,23 @@ def main(argv=None):
     size_note = (f"widths {small['widths']}, refine {small['refine_size']}, {small['num_heads']} heads "
                  "(REDUCED; paper: (512, 256), 64, 8)")
     cases = [
-        ("linear probe (global -> 1)", "bce", [global_emb], labels,
+        ("linear", "linear probe (global -> 1)", "bce", [global_emb], labels,
          lambda rngs: LinearProbe(c, rngs=rngs), [("", TorchLinearProbe(c))], 2000 if not args.quick else 500),
-        ("linear seg probe (1x1 conv, upsample)", "bce", [patches], masks,
+        ("linear_seg", "linear seg probe (1x1 conv, upsample)", "bce", [patches], masks,
          lambda rngs: LinearSegProbe(c, g, s, rngs=rngs), [("", TorchLinearSegProbe(c, g, s))],
          10 if not args.quick else 4),
-        (f"custom segmenter, {size_note}", "bce", [patches, global_emb], masks,
+        ("custom", f"custom segmenter, {size_note}", "bce", [patches, global_emb], masks,
          lambda rngs: CrossAttentionSegmenter(c, c, g, s, rngs=rngs, **small),
          [("paper order", TorchCrossAttentionSegmenter(c, c, g, s, **small)),
           ("classifier first", TorchCrossAttentionSegmenter(c, c, g, s, upsample_first=False, **small))],
          3 if not args.quick else 2),
     ]
     if args.full:
-        cases.append(("custom segmenter, FULL size (512, 256), 64, 8 heads", "bce", [patches, global_emb], masks,
+        cases.append(("custom", "custom segmenter, FULL size (512, 256), 64, 8 heads", "bce", [patches, global_emb], masks,
                       lambda rngs: CrossAttentionSegmenter(c, c, g, s, rngs=rngs),
                       [("paper order", TorchCrossAttentionSegmenter(c, c, g, s))], 1))
 
+    cases = [case[1:] for case in cases if not args.only or case[0] in args.only]
     print("\n== training step, JAX vs PyTorch ==")
     for title, loss, features, targets, make, twins, n_steps in cases:
         steps = {"jax": jax_step(make, features, targets, loss)}
@@ -147,7 +150,9 @@ def main(argv=None):
 
     print(f"\n== {args.members} seeds: one vmapped program vs {args.members} sequential one-seed programs ==")
     seeds = tuple(range(args.members))
-    for title, loss, features, targets, make, _, n_steps in cases[:2]:
+    for title, loss, features, targets, make, _, n_steps in cases:
+        if title.startswith("custom"):  # the vmapped comparison is about small heads
+            continue
         singles = [jax_step(make, features, targets, loss, seeds=(seed,)) for seed in seeds]
 
         def sequential():

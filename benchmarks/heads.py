@@ -3,12 +3,14 @@
 Same shapes (37x37x768 patches, global 768, input 518 — RAD-DINO's), batch 16, AdamW(lr 1e-4, wd 1e-2), same
 CPU, one process. Batches are already in memory on both sides: this times the training step, not data reading.
 
-    cd /work/wt-heads && python -m benchmarks.heads            # default, a few minutes on 2 cores
-    python -m benchmarks.heads --quick                          # fewer repeats
-    python -m benchmarks.heads --full                           # adds 2 steps of the full-size segmenter (~38 s each in PyTorch)
+    python -m benchmarks.heads           # from the repository root; about 4 minutes on 2 cores
+    python -m benchmarks.heads --quick   # fewer steps and repeats
+    python -m benchmarks.heads --full    # adds the full-size segmenter: a warm-up and one timed step each
+                                         # (~40-60 s per PyTorch step on 2 cores, several minutes in all)
 
-The custom segmenter is benchmarked at REDUCED internal widths by default (see --custom-*; the paper's
-512/256/64/8/256 take ~38 s per PyTorch step on 2 cores). Its PyTorch twin runs in the paper's order
+The custom segmenter is benchmarked at REDUCED conv widths by default: (64, 32) with 4 heads, refine size 64
+as in the paper (see --custom-*; the paper's 512/256 widths take ~38 s per PyTorch step on 2 cores). Its
+PyTorch twin runs in the paper's order
 (upsample the 256-channel map to 518x518, then the 1x1 classifier) and in the cheaper equivalent order that
 jaxprobe uses (classifier first), so the ratio from the reordering and the ratio from the rest are both visible.
 
@@ -36,15 +38,17 @@ from jaxprobe.train import TrainConfig, TrainProgram, data_mesh, init_members
 def _seconds_per_step(steps: dict, n_steps: int, repeats: int) -> dict:
     """Median over repeats of the mean time of ``n_steps`` calls of each step (after one warm-up call each).
 
-    The competitors take turns within each repeat, so a change in machine load hits all of them alike."""
+    The competitors take turns within each repeat, so a change in machine load hits all of them alike. A JAX
+    step returns its (asynchronously computed) loss; only the last one is waited for, as in ``fit``'s loop."""
     for step in steps.values():
-        step()
+        jax.block_until_ready(step())
     times = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
             start = time.perf_counter()
             for _ in range(n_steps):
-                step()
+                last = step()
+            jax.block_until_ready(last)
             times[name].append((time.perf_counter() - start) / n_steps)
     return {name: statistics.median(t) for name, t in times.items()}
 
@@ -63,7 +67,7 @@ def jax_step(make_head, features, targets, loss: str, seeds=(0,)):
     def step():
         params, stats, opt_state, loss_value = program.train_step(*carry, active, *batch)
         carry[:] = [params, stats, opt_state]
-        loss_value.block_until_ready()
+        return loss_value
 
     return step
 
@@ -88,12 +92,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer steps and repeats")
     parser.add_argument("--full", action="store_true", help="also time 2 steps of the full-size custom segmenter")
+    parser.add_argument("--only", nargs="+", choices=("linear", "linear_seg", "custom"),
+                        help="benchmark only these heads")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--grid", type=int, default=37)
     parser.add_argument("--patch-dim", type=int, default=768)
     parser.add_argument("--input-size", type=int, default=518)
     parser.add_argument("--custom-widths", type=int, nargs=2, default=(64, 32))
-    parser.add_argument("--custom-refine-size", type=int, default=32)
+    parser.add_argument("--custom-refine-size", type=int, default=64)
     parser.add_argument("--custom-heads", type=int, default=4)
     parser.add_argument("--members", type=int, default=8)
     parser.add_argument("--torch-threads", type=int, default=os.cpu_count())
@@ -114,22 +120,23 @@ def main(argv=None):
     size_note = (f"widths {small['widths']}, refine {small['refine_size']}, {small['num_heads']} heads "
                  "(REDUCED; paper: (512, 256), 64, 8)")
     cases = [
-        ("linear probe (global -> 1)", "bce", [global_emb], labels,
+        ("linear", "linear probe (global -> 1)", "bce", [global_emb], labels,
          lambda rngs: LinearProbe(c, rngs=rngs), [("", TorchLinearProbe(c))], 2000 if not args.quick else 500),
-        ("linear seg probe (1x1 conv, upsample)", "bce", [patches], masks,
+        ("linear_seg", "linear seg probe (1x1 conv, upsample)", "bce", [patches], masks,
          lambda rngs: LinearSegProbe(c, g, s, rngs=rngs), [("", TorchLinearSegProbe(c, g, s))],
          10 if not args.quick else 4),
-        (f"custom segmenter, {size_note}", "bce", [patches, global_emb], masks,
+        ("custom", f"custom segmenter, {size_note}", "bce", [patches, global_emb], masks,
          lambda rngs: CrossAttentionSegmenter(c, c, g, s, rngs=rngs, **small),
          [("paper order", TorchCrossAttentionSegmenter(c, c, g, s, **small)),
           ("classifier first", TorchCrossAttentionSegmenter(c, c, g, s, upsample_first=False, **small))],
          3 if not args.quick else 2),
     ]
     if args.full:
-        cases.append(("custom segmenter, FULL size (512, 256), 64, 8 heads", "bce", [patches, global_emb], masks,
+        cases.append(("custom", "custom segmenter, FULL size (512, 256), 64, 8 heads", "bce", [patches, global_emb], masks,
                       lambda rngs: CrossAttentionSegmenter(c, c, g, s, rngs=rngs),
                       [("paper order", TorchCrossAttentionSegmenter(c, c, g, s))], 1))
 
+    cases = [case[1:] for case in cases if not args.only or case[0] in args.only]
     print("\n== training step, JAX vs PyTorch ==")
     for title, loss, features, targets, make, twins, n_steps in cases:
         steps = {"jax": jax_step(make, features, targets, loss)}
@@ -143,12 +150,13 @@ def main(argv=None):
 
     print(f"\n== {args.members} seeds: one vmapped program vs {args.members} sequential one-seed programs ==")
     seeds = tuple(range(args.members))
-    for title, loss, features, targets, make, _, n_steps in cases[:2]:
+    for title, loss, features, targets, make, _, n_steps in cases:
+        if title.startswith("custom"):  # the vmapped comparison is about small heads
+            continue
         singles = [jax_step(make, features, targets, loss, seeds=(seed,)) for seed in seeds]
 
         def sequential():
-            for single in singles:
-                single()
+            return [single() for single in singles]
 
         seconds = _seconds_per_step({"vmapped": jax_step(make, features, targets, loss, seeds=seeds),
                                      "sequential": sequential}, n_steps, repeats)

@@ -60,10 +60,12 @@ def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
 
 
 def resize_bilinear(x: jax.Array, out_size: int) -> jax.Array:
-    """Resize [B,H,W,C] (H == W) to [B,out,out,C] as PyTorch's bilinear interpolation does."""
+    """Resize [B,H,H,C] to [B,out,out,C], or [B,H,H] to [B,out,out], as PyTorch's bilinear interpolation does."""
+    if x.ndim not in (3, 4) or x.shape[1] != x.shape[2]:
+        raise ValueError(f"resize_bilinear: expected a square map [B,H,H,C] or [B,H,H], got shape {x.shape}")
     m = jnp.asarray(bilinear_matrix(x.shape[1], out_size))
-    if x.shape[1] != x.shape[2]:
-        raise ValueError(f"resize_bilinear: expected a square map [B,H,H,C], got shape {x.shape}")
+    if x.ndim == 3:  # single-channel maps without a trailing unit axis keep the products lane-friendly
+        return jnp.einsum("ip,bpq,jq->bij", m, x, m)
     return jnp.einsum("ip,bpqc,jq->bijc", m, x, m)
 
 
@@ -92,9 +94,15 @@ class Conv3x3(nnx.Module):
         self.bias = nnx.Param(_torch_bias_init(fan_in)(rngs.params(), (out_features,)))
 
     def __call__(self, x: jax.Array, resize_to: int | None = None) -> jax.Array:
-        if x.shape[1] != x.shape[2]:
+        if x.ndim != 4 or x.shape[1] != x.shape[2]:
             raise ValueError(f"Conv3x3: expected a square map [B,H,H,C], got shape {x.shape}")
-        rows = jnp.asarray(_shifted_resize_matrices(x.shape[1], resize_to or x.shape[1]))
+        size, channels = x.shape[1], x.shape[3]
+        # Relative to the tap product, the two shift products cost about size/C + size/(3C); with few channels
+        # and nothing to resize, XLA's own convolution is cheaper (only the CPU demo's shrunken widths get here).
+        if resize_to in (None, size) and size / channels + size / (3 * channels) > 0.5:
+            return jax.lax.conv_general_dilated(x, self.kernel[...], (1, 1), "SAME",
+                                                dimension_numbers=("NHWC", "HWIO", "NHWC")) + self.bias[...]
+        rows = jnp.asarray(_shifted_resize_matrices(size, resize_to or size))
         taps = jnp.einsum("bpqc,yxco->bpqyxo", x, self.kernel[...])
         taps = jnp.einsum("xjq,bpqyxo->bpyjo", rows, taps)
         return jnp.einsum("yip,bpyjo->bijo", rows, taps) + self.bias[...]
@@ -168,7 +176,7 @@ class LinearSegProbe(nnx.Module):
         _check("LinearSegProbe", patches, (None, self.grid, self.grid, self.patch_dim), "patches")
         logits = self.conv(patches.astype(jnp.float32))
         # upsampling after the 1x1 conv equals the other order (bilinear weights sum to one) and is C times cheaper
-        return resize_bilinear(logits, self.input_size)[..., 0]
+        return resize_bilinear(logits[..., 0], self.input_size)
 
 
 class CrossAttentionSegmenter(nnx.Module):
@@ -228,7 +236,7 @@ class CrossAttentionSegmenter(nnx.Module):
         fused = refined + context[:, None, None, :]
         # 1x1 conv before the final upsampling: the same function (bilinear weights sum to one) at a fraction of
         # the cost, since the map is refine_size^2 instead of input_size^2 positions wide
-        return resize_bilinear(self.classifier(fused), self.input_size)[..., 0]
+        return resize_bilinear(self.classifier(fused)[..., 0], self.input_size)
 
 
 class LinearProbe(nnx.Module):

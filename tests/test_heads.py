@@ -10,7 +10,7 @@ from flax import nnx
 from benchmarks.torch_heads import (TorchCrossAttentionSegmenter, TorchLinearProbe, TorchLinearSegProbe,
                                     copy_torch_weights)
 from jaxprobe.encoders.spec import EncoderSpec
-from jaxprobe.heads import (CrossAttentionSegmenter, LinearProbe, LinearSegProbe, bilinear_matrix, make_head,
+from jaxprobe.heads import (Conv3x3, CrossAttentionSegmenter, LinearProbe, LinearSegProbe, bilinear_matrix, make_head,
                             resize_bilinear)
 
 torch.set_num_threads(1)
@@ -38,6 +38,22 @@ def test_bilinear_matches_torch_interpolate(in_size, out_size):
     # torch computes source coordinates in float32, we in float64: differences of a few ulps of the inputs
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=5e-5)
     np.testing.assert_allclose(bilinear_matrix(in_size, out_size).sum(1), 1.0, rtol=1e-6)
+
+
+# (4, 16): few positions per channel, the shifted-product path; (8, 4): XLA's convolution; (5, 6) -> 9: resize
+@pytest.mark.parametrize("size,channels,resize_to", [(4, 16, None), (8, 4, None), (5, 6, 9), (9, 6, 5)])
+def test_conv3x3_matches_torch(size, channels, resize_to):
+    x = np.random.default_rng(1).normal(size=(2, size, size, channels)).astype(np.float32)
+    conv = Conv3x3(channels, 3, rngs=nnx.Rngs(0))
+    twin = torch.nn.Conv2d(channels, 3, 3, padding=1)
+    _randomise(twin, 7)
+    conv.kernel[...] = twin.weight.detach().numpy().transpose(2, 3, 1, 0)
+    conv.bias[...] = twin.bias.detach().numpy()
+    xt = torch.from_numpy(x).permute(0, 3, 1, 2)
+    if resize_to is not None:
+        xt = F.interpolate(xt, size=(resize_to, resize_to), mode="bilinear", align_corners=False)
+    ref = twin(xt).permute(0, 2, 3, 1).detach().numpy()
+    np.testing.assert_allclose(np.asarray(conv(jnp.asarray(x), resize_to=resize_to)), ref, rtol=1e-4, atol=1e-4)
 
 
 def _inputs(b, grid, c, d, seed=0):

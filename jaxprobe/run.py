@@ -29,16 +29,26 @@ LOSS_OF_HEAD = {"linear_seg": "bce", "custom_seg": "bce"}
 
 
 # ---------------------------------------------------------------------------------------------------- logging
-def _setup_logging(workdir: Path) -> None:
-    root = logging.getLogger("jaxprobe")
-    root.setLevel(logging.INFO)
-    root.propagate = False  # libraries may configure the root logger; print each line once
-    for h in list(root.handlers):
-        root.removeHandler(h)
+@contextlib.contextmanager
+def run_logging(workdir: Path):
+    """jaxprobe's messages to stdout and ``workdir/run.log`` for the duration of a run, then as they were."""
+    logger = logging.getLogger("jaxprobe")
+    saved = logger.level, logger.propagate
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # libraries may configure the root logger too; print each line once
     fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
-    for h in (logging.StreamHandler(sys.stdout), logging.FileHandler(workdir / "run.log")):
+    handlers = [logging.StreamHandler(sys.stdout), logging.FileHandler(workdir / "run.log")]
+    for h in handlers:
         h.setFormatter(fmt)
-        root.addHandler(h)
+        logger.addHandler(h)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            logger.removeHandler(h)
+            h.close()
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 class Timings:
@@ -197,10 +207,14 @@ def banner(config: ConfigDict) -> str:
 
 
 def run_analysis(config: ConfigDict, workdir: Path) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
+    with run_logging(workdir):
+        return _run_analysis(config, workdir)
+
+
+def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
     from .train import fit, save_predictions
 
-    workdir.mkdir(parents=True, exist_ok=True)
-    _setup_logging(workdir)
     text = banner(config)
     if text:
         for line in text.splitlines():
@@ -263,9 +277,9 @@ def run_paper(paper: ConfigDict, config_dir: Path, workdir: Path, each: Sequence
         if paper.cache_dir:
             c.cache_dir = paper.cache_dir
         dirs.append(str(run_analysis(c, workdir / analysis)))
-    _setup_logging(workdir)
-    out = build_report(dirs, workdir / "report")
-    log.info(f"combined report: {out}")
+    with run_logging(workdir):
+        out = build_report(dirs, workdir / "report")
+        log.info(f"combined report: {out}")
     return workdir
 
 

@@ -68,29 +68,12 @@ class Timings:
 
 
 # ---------------------------------------------------------------------------------------------------- training
-class PackedMasks:
-    """Row-indexable view of the store's bit-packed masks, unpacked per batch (the training loop gathers rows)."""
-
-    def __init__(self, store):
-        self.store = store
-        s = store.meta["mask_size"]
-        self.shape = (store.n, s, s)
-        self.dtype = np.dtype(bool)
-        self.ndim = 3
-
-    def __len__(self):
-        return self.shape[0]
-
-    def __getitem__(self, rows):
-        return self.store.masks(np.asarray(rows))
-
-
 def probe_data(config: ConfigDict, store):
     from .train import ProbeData
 
     targets = store.targets()
     if config.target in SEG_TARGETS:
-        y = PackedMasks(store)
+        y = store.mask_rows()
     elif config.target == "label":
         y = targets["label"].astype(np.float32)
     else:

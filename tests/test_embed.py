@@ -135,3 +135,11 @@ def test_two_processes_match_one(tmp_path):
     assert two.path.name == one.path.name
     for k, v in _arrays(one).items():
         np.testing.assert_array_equal(_arrays(two)[k], v, err_msg=k)
+
+
+def test_mask_rows_unpacks_only_the_rows_asked_for(tmp_path):
+    store = W.run(tmp_path, 20)
+    rows = store.mask_rows()
+    assert rows.shape == (20, W.SIZE, W.SIZE) and len(rows) == 20
+    load = W.make_load_fn()
+    np.testing.assert_array_equal(rows[np.array([3, 11])], np.stack([load(3)["mask"], load(11)["mask"]]))

@@ -208,6 +208,11 @@ class Store:
         rows = np.atleast_2d(rows)
         return np.unpackbits(rows, axis=1, count=s * s).reshape(len(rows), s, s).astype(bool)
 
+    def mask_rows(self) -> "PackedMasks":
+        """The masks as a row-indexable array-like (``[rows] -> bool [k, S, S]``), unpacked per access: what a
+        training loop that gathers minibatches by index needs, without unpacking the whole store."""
+        return PackedMasks(self)
+
     def targets(self) -> dict[str, np.ndarray]:
         f = self.path / "targets.npz"
         if not f.is_file():
@@ -232,6 +237,23 @@ class Store:
         import jax
 
         return {n: jax.device_put(np.asarray(self.array(n)), sharding) for n in names}
+
+
+class PackedMasks:
+    def __init__(self, store: Store):
+        s = store.meta.get("mask_size")
+        if not s:
+            raise StoreError(f"{store.path}: no masks stored")
+        self.store = store
+        self.shape = (store.n, s, s)
+        self.dtype = np.dtype(bool)
+        self.ndim = 3
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows) -> np.ndarray:
+        return self.store.masks(np.asarray(rows))
 
 
 def _versions() -> dict[str, str]:

@@ -94,8 +94,29 @@ class PatchEmbed(nnx.Module):
         return x @ k + self.bias[...].astype(self.dtype)
 
 
+def attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
+    """Softmax attention of ``[B, T, H, d]`` queries, keys and values, scale 1/sqrt(d) (all three references).
+
+    Accelerators get ``jax.nn.dot_product_attention`` (fused kernels). XLA:CPU materialises the whole
+    ``[B, H, Tq, Tk]`` score tensor and the softmax over it is memory-bound (RAD-DINO at 518 px: 90M scores per
+    4 images, three passes); one (image, head) pair at a time keeps the scores in cache, 3.8x faster there
+    (benchmarks/encoders.py measures the encoder as a whole against PyTorch).
+    """
+    b, tq, h, d = q.shape
+    if jax.default_backend() != "cpu" or tq * k.shape[1] < 65536:
+        return jax.nn.dot_product_attention(q, k, v)
+    heads = lambda a: jnp.transpose(a, (0, 2, 1, 3)).reshape(b * h, a.shape[1], d)  # noqa: E731
+
+    def one(qkv):
+        qh, kh, vh = qkv
+        return jax.nn.softmax((qh * d ** -0.5) @ kh.T, axis=-1) @ vh
+
+    out = jax.lax.map(one, (heads(q), heads(k), heads(v)))
+    return jnp.transpose(out.reshape(b, h, tq, d), (0, 2, 1, 3))
+
+
 class Attention(nnx.Module):
-    """Multi-head attention with separate q/k/v/out projections, through ``jax.nn.dot_product_attention``."""
+    """Multi-head attention with separate q/k/v/out projections (see ``attention`` for the kernel)."""
 
     def __init__(self, width: int, num_heads: int, qkv_bias: bool, dtype, rngs: nnx.Rngs):
         self.num_heads = num_heads
@@ -112,7 +133,7 @@ class Attention(nnx.Module):
         q = self.q(x).reshape(b, tq, h, d // h)
         k = self.k(context).reshape(b, tk, h, d // h)
         v = self.v(context).reshape(b, tk, h, d // h)
-        out = jax.nn.dot_product_attention(q, k, v)  # scale 1/sqrt(head_dim), as in all three references
+        out = attention(q, k, v)
         return self.o(out.reshape(b, tq, d))
 
 

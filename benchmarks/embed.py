@@ -2,6 +2,7 @@
 
     python benchmarks/embed.py            # N = 250 and 4N = 1000 synthetic SIIM DICOMs, reduced RAD-DINO-family encoder
     python benchmarks/embed.py --quick    # N = 130 and 520
+    python benchmarks/embed.py --kill-resume 1000   # SIGKILL an extraction midway, resume it, compare with a fresh one
 
 Each extraction runs in a fresh subprocess so that its peak RSS (ru_maxrss) is its own. The competitor keeps every
 embedding in Python lists and saves once at the end, as most feature-extraction scripts do; its RSS grows with N,
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
@@ -57,6 +59,39 @@ def child(mode: str, data: str, n: int, out: str) -> None:
     print(json.dumps({"wall": wall, "rss_mb": rss, "timing": timing}))
 
 
+def kill_resume(n: int) -> None:
+    """Extract n synthetic DICOMs in a subprocess, SIGKILL it midway, resume, and compare with a fresh store."""
+    import signal
+    import numpy as np
+
+    from jaxprobe.data import make_synthetic
+    from jaxprobe.embed import Store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "data")
+        make_synthetic(data, n=n, seed=0, size=256)
+        killed, fresh = os.path.join(tmp, "killed"), os.path.join(tmp, "fresh")
+        os.makedirs(killed)
+        os.makedirs(fresh)
+        cmd = [sys.executable, __file__, "--child", "store", data, str(n)]
+        proc = subprocess.Popen(cmd + [killed], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while len(list(Path(killed).glob("*/chunks/*.done"))) < 3:
+            if proc.poll() is not None:
+                raise SystemExit("extraction ended before it could be killed")
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        store_dir = next(Path(killed).iterdir())
+        partial = Store.open(store_dir)
+        print(f"killed after {partial.meta['n_chunks'] - len(partial.pending_chunks())} of "
+              f"{partial.meta['n_chunks']} chunks; resuming")
+        subprocess.run(cmd + [killed], check=True, capture_output=True)
+        subprocess.run(cmd + [fresh], check=True, capture_output=True)
+        a, b = Store.open(store_dir), Store.open(next(Path(fresh).iterdir()))
+        same = all(np.array_equal(a.array(k), b.array(k)) for k in ("global", "patches", "masks"))
+        print(f"resumed store complete: {a.complete}; identical to an uninterrupted extraction of {n} images: {same}")
+
+
 def shares(data: str, n: int) -> tuple[float, float]:
     """Seconds per image for decode+preprocess alone and for the encoder alone (batch 16)."""
     import numpy as np
@@ -84,7 +119,10 @@ def main():
     ap.add_argument("--n", type=int, default=250)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--child", nargs=4, metavar=("MODE", "DATA", "N", "OUT"))
+    ap.add_argument("--kill-resume", type=int, metavar="N", help="kill/resume check with N images instead")
     args = ap.parse_args()
+    if args.kill_resume:
+        return kill_resume(args.kill_resume)
     if args.child:
         mode, data, n, out = args.child
         return child(mode, data, int(n), out)

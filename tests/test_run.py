@@ -124,3 +124,21 @@ def test_embed_cli_builds_the_stores_the_run_reuses(tmp_path, cache, capsys):
     assert _run("ctr_reg", tmp_path / "w", tmp_path / "c") == 0
     assert (tmp_path / "w" / "run.log").read_text().count("complete, reusing") == 3
     assert embed_main(["--config", str(CONFIGS / "ctr_reg.py"), "--config.embed.batch=4"]) == 2
+
+
+def test_original_checkpoint_is_converted_on_the_fly_with_its_parity_report(tmp_path, cache):
+    """An encoder entry may name an original Hugging Face folder: the run converts it once into the cache,
+    keeps parity.json, and uses the converted weights (the other two encoders stay random here)."""
+    from reference_models import make_dinov2
+
+    src = make_dinov2(tmp_path / "rad-dino-original", full=False, seed=11)
+    args = ("--config.encoders.rad_dino.input_size=0", f"--config.encoders.rad_dino.checkpoint={src}")
+    assert _run("cmg_cls", tmp_path / "w", tmp_path / "c", *args) == 0
+    converted = list((tmp_path / "c" / "converted").glob("rad_dino-*"))
+    assert len(converted) == 1 and json.loads((converted[0] / "parity.json").read_text())["passed"] is True
+    log = (tmp_path / "w" / "run.log").read_text()
+    assert "parity of rad_dino: worst relative error" in log and "-> passed" in log
+    head = json.loads((tmp_path / "w" / "predictions" / "rad_dino" / "head.json").read_text())
+    assert head["encoder"]["source"] == str(converted[0]) and head["encoder"]["weights_sha256"]
+    assert _run("cmg_cls", tmp_path / "w2", tmp_path / "c", *args) == 0  # second time: from the cache
+    assert "converting" not in (tmp_path / "w2" / "run.log").read_text()

@@ -10,14 +10,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .posembed import resample_grid
-from .transformer import PatchEmbed, Transformer, ViTConfig, layer_norm, trunc_normal
+from .transformer import ClassTokenEncoder, PatchEmbed, Transformer, ViTConfig, layer_norm, trunc_normal
 
 
-class Dinov2Encoder(nnx.Module):
+class Dinov2Encoder(ClassTokenEncoder):
     def __init__(self, cfg: ViTConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
         self.cfg = cfg
-        self.dtype = dtype
         g = cfg.grid
         self.patch_embed = PatchEmbed(cfg.patch_size, cfg.width, dtype, rngs)
         self.cls_token = nnx.Param(trunc_normal(rngs, (1, 1, cfg.width)))
@@ -27,17 +25,6 @@ class Dinov2Encoder(nnx.Module):
         self.encoder = Transformer(cfg, dtype, rngs)
         self.norm = layer_norm(cfg.width, cfg.layer_norm_eps, dtype, rngs)
 
-    def positions(self, gh: int, gw: int) -> jax.Array:
-        pos = self.pos_embed[...]
-        g = self.cfg.grid
-        patch = resample_grid(pos[0, 1:].reshape(g, g, -1), (gh, gw), self.cfg.pos_interp)
-        return jnp.concatenate([pos[:, :1], patch.reshape(1, gh * gw, -1)], axis=1)
-
     def __call__(self, pixels: jax.Array) -> tuple[jax.Array, jax.Array]:
-        x = self.patch_embed(pixels)
-        b, gh, gw, d = x.shape
-        cls = jnp.broadcast_to(self.cls_token[...].astype(x.dtype), (b, 1, d))
-        x = jnp.concatenate([cls, x.reshape(b, gh * gw, d)], axis=1)
-        x = x + self.positions(gh, gw).astype(x.dtype)
-        x = self.norm(self.encoder(x))
-        return x[:, 0], x[:, 1:].reshape(b, gh, gw, d)
+        x, gh, gw = self.tokens(pixels)
+        return x[:, 0], x[:, 1:].reshape(x.shape[0], gh, gw, -1)

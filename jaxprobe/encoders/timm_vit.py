@@ -11,11 +11,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .posembed import resample_grid
-from .transformer import PatchEmbed, Transformer, ViTConfig, layer_norm, linear, trunc_normal
+from .transformer import ClassTokenEncoder, PatchEmbed, Transformer, ViTConfig, layer_norm, linear, trunc_normal
 
 
-class TimmViTEncoder(nnx.Module):
+class TimmViTEncoder(ClassTokenEncoder):
     def __init__(self, cfg: ViTConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
         self.cfg = cfg
         g = cfg.grid
@@ -26,20 +25,7 @@ class TimmViTEncoder(nnx.Module):
         self.norm = layer_norm(cfg.width, cfg.layer_norm_eps, dtype, rngs)
         self.proj = linear(cfg.width, cfg.proj_dim, dtype, rngs, use_bias=False) if cfg.proj_dim else None
 
-    def positions(self, gh: int, gw: int) -> jax.Array:
-        pos = self.pos_embed[...]
-        g = self.cfg.grid
-        patch = resample_grid(pos[0, 1:].reshape(g, g, -1), (gh, gw), self.cfg.pos_interp)
-        return jnp.concatenate([pos[:, :1], patch.reshape(1, gh * gw, -1)], axis=1)
-
     def __call__(self, pixels: jax.Array) -> tuple[jax.Array, jax.Array]:
-        x = self.patch_embed(pixels)
-        b, gh, gw, d = x.shape
-        cls = jnp.broadcast_to(self.cls_token[...].astype(x.dtype), (b, 1, d))
-        x = jnp.concatenate([cls, x.reshape(b, gh * gw, d)], axis=1)
-        x = x + self.positions(gh, gw).astype(x.dtype)
-        x = self.norm(self.encoder(x))
-        pooled = x[:, 0]
-        if self.proj is not None:
-            pooled = self.proj(pooled)
-        return pooled, x[:, 1:].reshape(b, gh, gw, d)
+        x, gh, gw = self.tokens(pixels)
+        pooled = x[:, 0] if self.proj is None else self.proj(x[:, 0])
+        return pooled, x[:, 1:].reshape(x.shape[0], gh, gw, -1)

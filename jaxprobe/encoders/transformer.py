@@ -183,5 +183,30 @@ class Transformer(nnx.Module):
         return x
 
 
+class ClassTokenEncoder(nnx.Module):
+    """The CLS-token design shared by DINOv2 and timm ViT: CLS first, then a position table with a CLS slot.
+
+    At a non-native size only the patch part of the table is resampled (``cfg.pos_interp``); the CLS slot stays.
+    Subclasses create ``patch_embed``, ``cls_token``, ``pos_embed``, ``encoder`` and ``norm``.
+    """
+
+    def positions(self, gh: int, gw: int) -> jax.Array:
+        from .posembed import resample_grid
+
+        pos = self.pos_embed[...]
+        g = self.cfg.grid
+        patch = resample_grid(pos[0, 1:].reshape(g, g, -1), (gh, gw), self.cfg.pos_interp)
+        return jnp.concatenate([pos[:, :1], patch.reshape(1, gh * gw, -1)], axis=1)
+
+    def tokens(self, pixels: jax.Array) -> tuple[jax.Array, int, int]:
+        """Final-normed tokens ``[B, 1 + gh*gw, D]`` (CLS first) and the patch grid."""
+        x = self.patch_embed(pixels)
+        b, gh, gw, d = x.shape
+        cls = jnp.broadcast_to(self.cls_token[...].astype(x.dtype), (b, 1, d))
+        x = jnp.concatenate([cls, x.reshape(b, gh * gw, d)], axis=1)
+        x = x + self.positions(gh, gw).astype(x.dtype)
+        return self.norm(self.encoder(x)), gh, gw
+
+
 def trunc_normal(rngs: nnx.Rngs, shape, std: float = 0.02) -> jax.Array:
     return std * jax.random.truncated_normal(rngs.params(), -2.0, 2.0, shape)

@@ -104,6 +104,15 @@ def head_factory(config: ConfigDict, name: str, spec):
     return lambda rngs: make_head(config.head.name, spec, rngs=rngs, **sizes), sizes
 
 
+def check_same_setup(path: Path, setup: dict) -> None:
+    """Finished predictions are reused only for the same head, training settings, encoder and store."""
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    differ = sorted(k for k in setup.keys() | previous.keys() if setup.get(k) != previous.get(k))
+    if differ:
+        raise RunError(f"{path.parent} holds predictions of a different set-up (differs in {differ}); use another "
+                       f"--workdir, or remove {path.parents[1]} and {path.parents[2] / 'train'} to retrain")
+
+
 def loss_of(config: ConfigDict) -> str:
     return "mse" if config.target == "ctr" else "bce"
 
@@ -214,20 +223,22 @@ def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
         with timings.stage(f"embed:{name}"):
             encoder, store = store_for(config, name, inputs)
         pred_dir = workdir / "predictions" / name
+        make_head, sizes = head_factory(config, name, encoder.spec)
+        setup = json.loads(json.dumps({"head": config.head.name, "sizes": sizes, "loss": loss_of(config),
+                                       "train": tcfg.to_dict(), "encoder": encoder.identity(),
+                                       "store": str(store.path)}, default=str))
         if (pred_dir / "summary.json").exists():
+            check_same_setup(pred_dir / "head.json", setup)
             log.info(f"{name}: predictions exist, skipping training")
             continue
         with timings.stage(f"train:{name}"):
             data = probe_data(config, store)
             rows = {s: inputs.rows(s) for s in ("train", "val", "test")}
-            make_head, sizes = head_factory(config, name, encoder.spec)
             result = fit(make_head, data, rows["train"], rows["val"], tcfg, loss=loss_of(config),
                          name=f"{config.analysis}/{name}/{config.head.name}", workdir=workdir / "train" / name)
         with timings.stage(f"predict:{name}"):
             save_predictions(result, data, rows["test"], pred_dir, save_masks=mask is not None)
-            (pred_dir / "head.json").write_text(json.dumps({"head": config.head.name, "sizes": sizes,
-                                                            "encoder": encoder.identity(), "store": str(store.path)},
-                                                           indent=2, default=str))
+            (pred_dir / "head.json").write_text(json.dumps(setup, indent=2) + "\n")
     with timings.stage("statistics"):
         statistics(config, workdir)
     with timings.stage("report"):

@@ -83,12 +83,15 @@ def test_each_analysis_runs_end_to_end(analysis, tmp_path, cache):
     _check_outputs(tmp_path / analysis, analysis)
 
 
-def test_rerun_reuses_stores_and_heads(tmp_path, cache):
+def test_rerun_reuses_stores_and_heads(tmp_path, cache, capsys):
     assert _run("ptx_cls", tmp_path / "a", cache) == 0
     assert _run("ptx_cls", tmp_path / "a", cache) == 0
     log = (tmp_path / "a" / "run.log").read_text()
     second = log[log.rindex("[inputs] start"):]
     assert second.count("complete, reusing") == 3 and second.count("predictions exist, skipping training") == 3
+    # a changed training setting must not reuse the finished heads silently
+    assert _run("ptx_cls", tmp_path / "a", cache, "--config.train.learning_rate=0.001") == 2
+    assert "holds predictions of a different set-up (differs in ['train'])" in capsys.readouterr().err
 
 
 def test_paper_writes_one_combined_report(tmp_path, cache):

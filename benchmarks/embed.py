@@ -3,6 +3,8 @@
     python benchmarks/embed.py            # N = 250 and 4N = 1000 synthetic SIIM DICOMs, reduced RAD-DINO-family encoder
     python benchmarks/embed.py --quick    # N = 130 and 520
     python benchmarks/embed.py --kill-resume 1000   # SIGKILL an extraction midway, resume it, compare with a fresh one
+    python benchmarks/embed.py --full-size 512 [--dtype bfloat16]   # meant for a GPU: the three study encoders at
+                                                    # full size, extraction images/s (store writes included)
 
 Each extraction runs in a fresh subprocess so that its peak RSS (ru_maxrss) is its own. The competitor keeps every
 embedding in Python lists and saves once at the end, as most feature-extraction scripts do; its RSS grows with N,
@@ -92,6 +94,33 @@ def kill_resume(n: int) -> None:
         print(f"resumed store complete: {a.complete}; identical to an uninterrupted extraction of {n} images: {same}")
 
 
+def full_size(n: int, dtype: str) -> None:
+    """Extraction images/s of each full-size study encoder (random weights) into a store, on the default device."""
+    import jax
+
+    from jaxprobe import encoders
+    from jaxprobe.data import make_synthetic, siim_records
+    from jaxprobe.embed.records import extract_records
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = make_synthetic(os.path.join(tmp, "data"), n=n, seed=0, size=512)
+        records = siim_records(paths.siim_root, csv_path=paths.siim_csv)
+        device = jax.devices()[0]
+        print(f"{n} synthetic DICOMs (512x512), {len(jax.local_devices())} x {device.device_kind}, {dtype}")
+        for name in encoders.NAMES:
+            enc = encoders.load(name, dtype=dtype)
+            warm = extract_records(enc, records[:32], os.path.join(tmp, "warm"), name=name, batch_size=32,
+                                   progress=False, log=lambda m: None)  # compile outside the timing
+            del warm
+            t0 = time.perf_counter()
+            store = extract_records(enc, records, os.path.join(tmp, "stores"), name=name, batch_size=32,
+                                    workers=8, progress=False, log=lambda m: None)
+            dt = time.perf_counter() - t0
+            t = store.meta.get("timing_s", {})
+            print(f"{name:<11} {n / dt:8.1f} img/s  (waiting for images {t.get('load', 0):.1f}s, "
+                  f"encoder {t.get('embed', 0):.1f}s, writing {t.get('write', 0):.1f}s)")
+
+
 def shares(data: str, n: int) -> tuple[float, float]:
     """Seconds per image for decode+preprocess alone and for the encoder alone (batch 16)."""
     import numpy as np
@@ -120,9 +149,13 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--child", nargs=4, metavar=("MODE", "DATA", "N", "OUT"))
     ap.add_argument("--kill-resume", type=int, metavar="N", help="kill/resume check with N images instead")
+    ap.add_argument("--full-size", type=int, metavar="N", help="full-size encoders' extraction rate with N images")
+    ap.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"))
     args = ap.parse_args()
     if args.kill_resume:
         return kill_resume(args.kill_resume)
+    if args.full_size:
+        return full_size(args.full_size, args.dtype)
     if args.child:
         mode, data, n, out = args.child
         return child(mode, data, int(n), out)

@@ -201,7 +201,7 @@ def prepared_inputs(config: ConfigDict) -> Inputs:
     """The analysis's examples from a prepared TFDS dataset (prepared on first use, reused afterwards)."""
     from .data.tfds import prepare
     from .data.tfds.index import example_index, select
-    from .embed.prepared import prepared_loader
+    from .embed.prepared import prepared_loader, prepared_targets
 
     d = config.data
     dataset = {"siim": "siim_acr_pneumothorax", "cardiomegaly": "cxr_cardiomegaly"}.get(d.source)
@@ -240,8 +240,7 @@ def prepared_inputs(config: ConfigDict) -> Inputs:
     return Inputs(
         ids=[f"{source}:{r.image_id}" for _, _, r in picked], image_ids=[r.image_id for _, _, r in picked],
         splits=[s for s, _, _ in picked],
-        targets={"label": np.array([r.label for _, _, r in picked], np.int8),
-                 "ctr": np.array([np.nan if r.ctr is None else r.ctr for _, _, r in picked], np.float32)},
+        targets=prepared_targets([r for _, _, r in picked]),
         extra={"dataset": f"{builder.name}/{builder.builder_config.name}:{builder.version}", "task": task,
                "balance_seed": d.balance_seed},
         make_loader=make_loader, read=lambda i: sources[picked[i][0]][picked[i][1]]["image"])

@@ -138,8 +138,11 @@ def _mask_folder_statistics(pred_dir: pathlib.Path, true_dir: pathlib.Path, thre
 
 def load_predictions(kind: str, sources: Mapping[str, str], *, true_masks: str | None = None,
                      mask_threshold: float = 0.5, mask_values: str = "probability",
-                     intersect: bool = False) -> LoadedPredictions:
-    """Read every model's file, match cases by id and check that the true values agree across files."""
+                     intersect: bool = False, shared_truth: bool = True) -> LoadedPredictions:
+    """Read every model's file, match cases by id and check that the true values agree across files.
+
+    ``shared_truth=False`` (masks): each model's true areas may differ, as when every encoder is scored on the
+    ground truth resampled to its own input grid; the cases must still match."""
     per_model: dict[str, dict[str, tuple]] = {}
     for model, src in sources.items():
         path = pathlib.Path(src)
@@ -169,7 +172,7 @@ def load_predictions(kind: str, sources: Mapping[str, str], *, true_masks: str |
 
     truth_index = 0 if kind != "mask" else 2      # y_true, or true_area for masks
     reference = np.array([per_model[first_model][c][truth_index] for c in case_ids])
-    for model, rows in per_model.items():
+    for model, rows in (per_model.items() if shared_truth or kind != "mask" else ()):
         values = np.array([rows[c][truth_index] for c in case_ids])
         bad = np.flatnonzero(values != reference)
         if bad.size:

@@ -118,38 +118,20 @@ def loss_of(config: ConfigDict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- statistics
-def _read_csv(path: Path) -> dict[str, list[str]]:
-    import csv
-
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
-
-
 def collect_predictions(config: ConfigDict, workdir: Path):
     """Member 0 of each encoder's head (the paired comparison); the members' spread is in summary.json."""
-    from .metrics import MaskStatistics
+    from .prediction_files import load_predictions
 
-    preds, y_true, case_ids = {}, None, None
-    for name in config.encoders.names:
-        d = workdir / "predictions" / name / "member0"
-        if config.target in SEG_TARGETS:
-            t = _read_csv(d / "segmentation.csv")
-            ids = t["case_id"]
-            preds[name] = MaskStatistics(np.array(t["intersection"], float), np.array(t["pred_area"], float),
-                                         np.array(t["true_area"], float))
-        else:
-            t = _read_csv(d / "predictions.csv")
-            ids = t["case_id"]
-            preds[name] = np.array(t["score"], float)
-            y = np.array(t["y_true"], float)
-            if y_true is not None and not np.array_equal(y, y_true):
-                raise RunError(f"{d}: y_true differs from the other encoders' test set")
-            y_true = y
-        if case_ids is not None and ids != case_ids:
-            raise RunError(f"{d}: test cases differ from the other encoders'")
-        case_ids = ids
-    return preds, y_true, case_ids
+    segmentation = config.target in SEG_TARGETS
+    kind = "mask" if segmentation else ("ranking" if config.target == "label" else "regression")
+    csv = "segmentation.csv" if segmentation else "predictions.csv"
+    sources = {name: str(workdir / "predictions" / name / "member0" / csv) for name in config.encoders.names}
+    try:
+        # each encoder's masks live on its own input grid, so its true areas are its own
+        loaded = load_predictions(kind, sources, shared_truth=not segmentation)
+    except ValueError as e:
+        raise RunError(f"predictions in {workdir / 'predictions'} do not match across encoders: {e}") from None
+    return loaded.predictions, loaded.y_true, loaded.case_ids
 
 
 def statistics(config: ConfigDict, workdir: Path):

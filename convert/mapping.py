@@ -10,11 +10,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from jaxprobe.errors import ConversionError
+
 Path = tuple  # a Flax state path, e.g. ("encoder", "blocks", 0, "attn", "q", "kernel")
-
-
-class ConversionError(ValueError):
-    """The source checkpoint does not fit the expected architecture; the message names the keys."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,9 +13,9 @@ from typing import Sequence
 
 from ml_collections import ConfigDict
 
+from .errors import ConfigError
 
-class ConfigError(ValueError):
-    pass
+
 
 
 def load_config_file(path: str | Path) -> ConfigDict:

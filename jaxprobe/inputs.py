@@ -15,11 +15,9 @@ from typing import Callable
 import numpy as np
 from ml_collections import ConfigDict
 
+from .errors import RunError
+
 log = logging.getLogger("jaxprobe.run")
-
-
-class RunError(RuntimeError):
-    """Bad input to a run (missing data root, unknown encoder, ...); the message says what to change."""
 
 
 def cache_dir(config: ConfigDict) -> Path:

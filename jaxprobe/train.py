@@ -35,6 +35,8 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
+from .errors import TrainingError
+
 LOSSES = ("bce", "mse")
 
 
@@ -393,7 +395,7 @@ def fit(make_head: Callable[[nnx.Rngs], nnx.Module], data: ProbeData, train_idx:
     the weights of its best validation epoch.
 
     ``loss`` is "bce" (logits; masks or binary labels) or "mse" (regression). ``on_epoch_end(epoch, record)``
-    runs after each epoch's checkpoint. Raises ``FloatingPointError`` naming the head, member, epoch and step
+    runs after each epoch's checkpoint. Raises ``TrainingError`` (a ``FloatingPointError``) naming the head, member, epoch and step
     on a non-finite loss.
     """
     train_idx, val_idx = np.asarray(train_idx, np.int64), np.asarray(val_idx, np.int64)
@@ -492,7 +494,7 @@ def _raise_if_not_finite(name, what, losses, members, epoch, active) -> None:
         step, k = map(int, np.argwhere(bad)[0])
         seed, lr = members[k]
         where = f"step {step}" if what == "training" else "the validation pass"
-        raise FloatingPointError(
+        raise TrainingError(
             f"{name}: non-finite {what} loss {losses[step, k]} for member {k} (seed {seed}, learning rate {lr}) "
             f"at epoch {epoch}, {where}")
 

@@ -12,18 +12,11 @@ import logging
 import os
 from typing import Literal
 
+from ..errors import DataError
+
 OnError = Literal["raise", "skip"]
 
 log = logging.getLogger("jaxprobe.data")
-
-
-class DataError(ValueError):
-    """A problem with one input item; ``item`` is the file, row or key, ``problem`` what was expected."""
-
-    def __init__(self, item: str, problem: str):
-        super().__init__(f"{item}: {problem}")
-        self.item = str(item)
-        self.problem = problem
 
 
 class BadItems:

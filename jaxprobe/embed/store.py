@@ -25,14 +25,12 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from ..errors import StoreError
+
 META = "meta.json"
 IDS = "ids.txt"
 FORMAT_VERSION = 1
 ARRAYS = ("global", "patches", "masks")
-
-
-class StoreError(RuntimeError):
-    """A store on disk does not match its metadata (or the request); the message says how."""
 
 
 def store_key(identity: dict[str, Any], ids: Sequence[str], extra: dict[str, Any] | None = None) -> str:

@@ -33,7 +33,8 @@ def child(mode: str, data: str, n: int, out: str) -> None:
 
     from jaxprobe import encoders
     from jaxprobe.data import siim_records
-    from jaxprobe.embed.records import extract_records, record_loader
+    from jaxprobe.data.loaders import record_loader
+    from jaxprobe.embed.records import extract_records
 
 
     records = siim_records(os.path.join(data, "siim"), csv_path=os.path.join(data, "siim", "train-rle.csv"))[:n]
@@ -127,7 +128,7 @@ def shares(data: str, n: int) -> tuple[float, float]:
 
     from jaxprobe import encoders
     from jaxprobe.data import siim_records
-    from jaxprobe.embed.records import record_loader
+    from jaxprobe.data.loaders import record_loader
 
     records = siim_records(os.path.join(data, "siim"), csv_path=os.path.join(data, "siim", "train-rle.csv"))[:n]
     enc = encoders.load("rad_dino", **ENCODER)

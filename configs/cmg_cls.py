@@ -2,9 +2,11 @@
 
     python -m jaxprobe.run --config configs/cmg_cls.py [--config.data.nih_root=... --config.data.chexmask_csv=...]
 """
-from common import base  # configs/ is on sys.path while jaxprobe loads a config file
+from jaxprobe.config import module_beside
+
+base = module_beside(__file__, "common").base
 
 
-def get_config():
-    return base("cmg_cls", source="cardiomegaly", task="cardiomegaly classification", scenario="linear probe",
-                head="linear", target="label", metrics=("auroc", "auprc"))
+def get_config(arg=None):
+    return base("cmg_cls", source="cardiomegaly", task="classification", target="label", title="cardiomegaly classification",
+                head="linear", metrics=("auroc", "auprc"), arg=arg)

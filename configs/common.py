@@ -1,19 +1,25 @@
 """Shared defaults of every analysis: the paper's training and statistics settings, the three encoders, and the
 embedded default (synthetic phantoms, reduced random encoders) used when no data root or checkpoint is given.
 
-Not run directly; each analysis file calls ``base(...)`` and sets its task. Override anything on the command
-line, e.g. ``--config.data.root=/data/siim --config.encoders.rad_dino.checkpoint=/ckpts/rad_dino``.
+Not run directly; each analysis file calls ``base(...)`` with its task and target. Override anything on the
+command line, e.g. ``--config.data.root=/data/siim --config.encoders.rad_dino.checkpoint=/ckpts/rad_dino``.
+The config argument picks the profile: ``configs/ptx_custom.py`` ("auto": the embedded default's reductions
+when no data root is given or an encoder has no checkpoint), ``configs/ptx_custom.py:demo`` or ``:full``.
 """
 from ml_collections import ConfigDict
+
+from jaxprobe.config import profile_arg
 
 ENCODERS = ("rad_dino", "chexagent", "biomedclip")
 
 
-def base(analysis: str, *, source: str, task: str, scenario: str, head: str, target: str, metrics: tuple) -> ConfigDict:
+def base(analysis: str, *, source: str, task: str, target: str, title: str, head: str, metrics: tuple,
+         arg: str | None = None) -> ConfigDict:
     c = ConfigDict()
     c.analysis = analysis
-    c.task = task  # Table 2 row label
-    c.scenario = scenario  # "linear probe" | "custom model"
+    c.task = task  # "segmentation" | "classification" | "regression" (jaxprobe.tasks)
+    c.title = title  # Table 2 row label, e.g. "pneumothorax segmentation"
+    c.profile = profile_arg(arg)  # "auto" | "demo" | "full" (see the module docstring)
     c.workdir = f"runs/{analysis}"  # --workdir overrides
     c.cache_dir = "~/.cache/jaxprobe"  # synthetic data, converted checkpoints, embedding stores
     c.seed = 0
@@ -33,10 +39,12 @@ def base(analysis: str, *, source: str, task: str, scenario: str, head: str, tar
     c.data.split_file = ""  # CSV image_id,split replacing the seeded split
     c.data.split_fractions = (0.72, 0.08, 0.2)
     c.data.split_seed = 0
+    # Classification on all positives and as many seeded negatives (SIIM-ACR, as the study); False keeps every image.
+    c.data.balance = source == "siim"
     c.data.balance_seed = 0  # which negatives join the balanced classification set
     c.data.synthetic = ConfigDict({"n": 160, "size": 256, "seed": 0})
 
-    c.target = target  # "pneumothorax" | "heart" mask, "label", or "ctr"
+    c.target = target  # SIIM: "pneumothorax" (mask) | "label"; cardiomegaly: "heart" (mask) | "label" | "ctr"
 
     c.encoders = ConfigDict()
     c.encoders.names = ENCODERS
@@ -55,8 +63,6 @@ def base(analysis: str, *, source: str, task: str, scenario: str, head: str, tar
     c.head.name = head  # "linear" | "linear_seg" | "custom_seg"
     # The custom segmenter's internal sizes (paper: 512/256 convs at 64x64, 8 heads, 256-d attention).
     c.head.custom = ConfigDict({"widths": (512, 256), "refine_size": 64, "num_heads": 8, "attention_dim": 256})
-    # With random encoders (the embedded default) the custom head is shrunk too: full size is ~38 s/step on 2 cores.
-    c.head.custom_demo = ConfigDict({"widths": (32, 16), "refine_size": 32, "num_heads": 2, "attention_dim": 16})
 
     c.train = ConfigDict()
     c.train.learning_rate = 1e-4
@@ -69,7 +75,6 @@ def base(analysis: str, *, source: str, task: str, scenario: str, head: str, tar
     c.train.seeds = (0,)
     c.train.shuffle_seed = 0
     c.train.data_on_device = False
-    c.train.demo_max_epochs = 15  # cap for the embedded default only (random encoders, synthetic data)
 
     c.stats = ConfigDict()
     c.stats.metrics = metrics
@@ -84,4 +89,10 @@ def base(analysis: str, *, source: str, task: str, scenario: str, head: str, tar
     c.stats.alpha = 0.05  # Bonferroni over the encoder pairs: 0.05 / 3 = 0.0167
 
     c.report = ConfigDict({"overlays": 4})
+
+    # The embedded default (profile "demo"): these values replace train.max_epochs and head.custom.* unless those
+    # keys are set on the command line. The full-size custom head is ~38 s per step on 2 CPU cores.
+    c.demo = ConfigDict()
+    c.demo.max_epochs = 15
+    c.demo.custom_head = ConfigDict({"widths": (32, 16), "refine_size": 32, "num_heads": 2, "attention_dim": 16})
     return c

@@ -2,9 +2,11 @@
 
     python -m jaxprobe.run --config configs/ctr_reg.py [--config.data.nih_root=... --config.data.chexmask_csv=...]
 """
-from common import base  # configs/ is on sys.path while jaxprobe loads a config file
+from jaxprobe.config import module_beside
+
+base = module_beside(__file__, "common").base
 
 
-def get_config():
-    return base("ctr_reg", source="cardiomegaly", task="CTR regression", scenario="linear probe",
-                head="linear", target="ctr", metrics=("r2", "mse"))
+def get_config(arg=None):
+    return base("ctr_reg", source="cardiomegaly", task="regression", target="ctr", title="CTR regression",
+                head="linear", metrics=("r2", "mse"), arg=arg)

@@ -2,9 +2,11 @@
 
     python -m jaxprobe.run --config configs/heart_linear.py [--config.data.nih_root=... --config.data.chexmask_csv=...]
 """
-from common import base  # configs/ is on sys.path while jaxprobe loads a config file
+from jaxprobe.config import module_beside
+
+base = module_beside(__file__, "common").base
 
 
-def get_config():
-    return base("heart_linear", source="cardiomegaly", task="heart segmentation", scenario="linear probe",
-                head="linear_seg", target="heart", metrics=("dice", "iou"))
+def get_config(arg=None):
+    return base("heart_linear", source="cardiomegaly", task="segmentation", target="heart", title="heart segmentation",
+                head="linear_seg", metrics=("dice", "iou"), arg=arg)

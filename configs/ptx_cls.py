@@ -2,9 +2,11 @@
 
     python -m jaxprobe.run --config configs/ptx_cls.py [--config.data.root=/data/siim]
 """
-from common import base  # configs/ is on sys.path while jaxprobe loads a config file
+from jaxprobe.config import module_beside
+
+base = module_beside(__file__, "common").base
 
 
-def get_config():
-    return base("ptx_cls", source="siim", task="pneumothorax classification", scenario="linear probe",
-                head="linear", target="label", metrics=("auroc", "auprc"))
+def get_config(arg=None):
+    return base("ptx_cls", source="siim", task="classification", target="label", title="pneumothorax classification",
+                head="linear", metrics=("auroc", "auprc"), arg=arg)

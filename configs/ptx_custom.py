@@ -2,9 +2,11 @@
 
     python -m jaxprobe.run --config configs/ptx_custom.py [--config.data.root=/data/siim]
 """
-from common import base  # configs/ is on sys.path while jaxprobe loads a config file
+from jaxprobe.config import module_beside
+
+base = module_beside(__file__, "common").base
 
 
-def get_config():
-    return base("ptx_custom", source="siim", task="pneumothorax segmentation", scenario="custom model",
-                head="custom_seg", target="pneumothorax", metrics=("dice", "iou"))
+def get_config(arg=None):
+    return base("ptx_custom", source="siim", task="segmentation", target="pneumothorax", title="pneumothorax segmentation",
+                head="custom_seg", metrics=("dice", "iou"), arg=arg)

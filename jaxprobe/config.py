@@ -1,88 +1,123 @@
-"""Loading an analysis config (an ml_collections Python file with ``get_config()``) and command-line overrides.
+"""Analysis configs: loading a config file, and resolving it into the plain values every later stage reads.
 
-``--config.train.learning_rate=3e-4`` sets an existing key; the value is parsed to the type the key already has
-(bool, int, float, str, tuple), and an unknown key or an unparsable value is an error that names the key.
+A config file is an ``ml_collections`` Python file with ``get_config(arg=None)`` (big_vision style); the command
+line loads it through ``jaxprobe.cli`` (absl ``config_flags``). ``resolve`` runs once, after the command-line
+overrides, before any work: it settles the profile (the embedded default's reductions or the study's sizes),
+splits comma-separated lists and checks the settings, so that training and model code only ever see resolved
+values, and ``config.json`` records exactly what ran.
 """
 from __future__ import annotations
 
-import ast
 import importlib.util
-import sys
+import os
 from pathlib import Path
-from typing import Sequence
 
 from ml_collections import ConfigDict
 
 from .errors import ConfigError
 
+PROFILES = ("auto", "demo", "full")
 
 
+def load(path: str | Path, arg: str | None = None) -> ConfigDict:
+    """The ConfigDict of ``get_config(arg)`` in the file ``path`` (``FILE:ARG`` is accepted as well)."""
+    text = str(path)
+    if arg is None and ":" in Path(text).name:
+        text, arg = text.rsplit(":", 1)
+    module = module_beside(Path(text), None)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"{text}: no get_config() function")
+    config = module.get_config(arg) if arg is not None else module.get_config()
+    if not isinstance(config, ConfigDict):
+        raise ConfigError(f"{text}: get_config() returned {type(config).__name__}, expected ml_collections.ConfigDict")
+    return config
 
-def load_config_file(path: str | Path) -> ConfigDict:
-    path = Path(path)
+
+def module_beside(config_file: str | Path, name: str | None):
+    """Import the module ``name`` from the folder of ``config_file`` (or the file itself when ``name`` is None).
+
+    Config files share code (``configs/common.py``) without relying on the working directory or sys.path:
+    ``base = module_beside(__file__, "common").base``.
+    """
+    path = Path(config_file).absolute()
+    if name is not None:
+        path = path.parent / f"{name}.py"
     if not path.is_file():
         raise ConfigError(f"config file {path} not found")
-    # The config's folder is importable while it loads, so analyses can share `configs/common.py`.
-    sys.path.insert(0, str(path.parent.absolute()))
-    try:
-        spec = importlib.util.spec_from_file_location(f"jaxprobe_config_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(path.parent.absolute()))
-    if not hasattr(module, "get_config"):
-        raise ConfigError(f"{path}: no get_config() function")
-    config = module.get_config()
-    if not isinstance(config, ConfigDict):
-        raise ConfigError(f"{path}: get_config() returned {type(config).__name__}, expected ml_collections.ConfigDict")
+    spec = importlib.util.spec_from_file_location(f"jaxprobe_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def profile_arg(arg: str | None) -> str:
+    """The profile named by a config file's argument (``configs/ptx_custom.py:demo``); no argument is "auto"."""
+    profile = arg or "auto"
+    if profile not in PROFILES:
+        raise ConfigError(f"config argument {arg!r}: expected one of {list(PROFILES)} (e.g. configs/ptx_custom.py:full)")
+    return profile
+
+
+def cache_dir(config: ConfigDict) -> Path:
+    """Where synthetic data, converted checkpoints and embedding stores are kept (``config.cache_dir``)."""
+    return Path(os.path.expanduser(config.cache_dir)).absolute()
+
+
+def data_given(config: ConfigDict) -> bool:
+    d = config.data
+    return bool(d.root or d.nih_root or d.manifest)
+
+
+def random_encoders(config: ConfigDict) -> list[str]:
+    """Encoders of the analysis without a checkpoint: randomly initialised, reduced to ``encoders.random``."""
+    return [n for n in config.encoders.names if not config.encoders[n].checkpoint]
+
+
+def split_lists(config: ConfigDict) -> None:
+    """``--config.encoders.names=a,b`` arrives as the one string "a,b" in a tuple: split such items."""
+    for key, value in list(config.items()):
+        if isinstance(value, ConfigDict):
+            split_lists(value)
+        elif isinstance(value, tuple) and any(isinstance(v, str) and "," in v for v in value):
+            config[key] = tuple(part.strip() for v in value for part in (v.split(",") if isinstance(v, str) else [v])
+                                if not isinstance(part, str) or part.strip())
+
+
+def resolve(config: ConfigDict, overridden=()) -> ConfigDict:
+    """Settle the profile and the lists of ``config`` in place and return it.
+
+    Profile "auto" is the embedded default ("demo") when no data root is given or an encoder has no checkpoint,
+    else "full". "demo" puts the ``demo`` block's values in place: ``train.max_epochs`` = ``demo.max_epochs``
+    and ``head.custom.*`` = ``demo.custom_head.*`` (the full-size custom head is ~38 s per step on 2 CPU cores)
+    — except for the keys named in ``overridden`` (the command line's ``--config.KEY=VALUE`` paths), which keep
+    the value the user gave, as big_vision applies overrides after its ``runlocal`` argument.
+    """
+    overridden = set(overridden)
+    with config.unlocked():
+        split_lists(config)
+        if "analyses" in config:  # configs/paper.py: each analysis resolves itself
+            return config
+        profile = config.profile
+        if profile not in PROFILES:
+            raise ConfigError(f"profile {profile!r}: expected one of {list(PROFILES)}")
+        if profile == "auto":
+            profile = "demo" if not data_given(config) or random_encoders(config) else "full"
+        if profile == "demo":
+            if "train.max_epochs" not in overridden:
+                config.train.max_epochs = config.demo.max_epochs
+            for key, value in config.demo.custom_head.items():
+                if f"head.custom.{key}" not in overridden and "head.custom" not in overridden:
+                    config.head.custom[key] = value
+        config.profile = profile
     return config
 
 
-def _parse(key: str, text: str, current):
-    if isinstance(current, bool):
-        low = text.strip().lower()
-        if low in ("true", "1", "yes"):
-            return True
-        if low in ("false", "0", "no"):
-            return False
-        raise ConfigError(f"--config.{key}: expected true/false, got {text!r}")
-    if isinstance(current, (int, float)) and not isinstance(current, bool):
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            raise ConfigError(f"--config.{key}: expected a number, got {text!r}") from None
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise ConfigError(f"--config.{key}: expected a number, got {text!r}")
-        if isinstance(current, int) and not float(value).is_integer():
-            raise ConfigError(f"--config.{key}: expected an integer, got {text!r}")
-        return type(current)(value)
-    if isinstance(current, (tuple, list)):
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = tuple(t.strip() for t in text.split(",") if t.strip())
-        if not isinstance(value, (tuple, list)):
-            value = (value,)
-        return tuple(value)
-    if isinstance(current, ConfigDict):
-        raise ConfigError(f"--config.{key} is a group ({', '.join(sorted(current.keys()))}); set one of its keys")
-    return text
-
-
-def apply_overrides(config: ConfigDict, overrides: Sequence[str]) -> ConfigDict:
-    for item in overrides:
-        if not item.startswith("--config.") or "=" not in item:
-            raise ConfigError(f"cannot read override {item!r}; expected --config.KEY=VALUE")
-        key, text = item[len("--config."):].split("=", 1)
+def flat_values(config: ConfigDict, keys) -> dict:
+    """``{dotted key: value}`` of ``config`` for the given dotted keys."""
+    out = {}
+    for key in keys:
         node = config
-        parts = key.split(".")
-        for i, part in enumerate(parts):
-            if not isinstance(node, ConfigDict) or part not in node:
-                where = ".".join(parts[:i]) or "config"
-                known = ", ".join(sorted(node.keys())) if isinstance(node, ConfigDict) else "none"
-                raise ConfigError(f"--config.{key}: unknown key {part!r} in {where} (known: {known})")
-            if i < len(parts) - 1:
-                node = node[part]
-        with config.unlocked():
-            node[parts[-1]] = _parse(key, text, node[parts[-1]])
-    return config
+        for part in key.split("."):
+            node = node[part]
+        out[key] = node
+    return out

@@ -6,6 +6,9 @@ would have caught before (``ValueError``, ``RuntimeError``, ...), so library use
 """
 from __future__ import annotations
 
+import sys
+from typing import Callable
+
 
 class JaxprobeError(Exception):
     """Base of every error a user can cause (bad config, data, store, checkpoint, training, prediction files)."""
@@ -49,3 +52,12 @@ class PredictionFileError(JaxprobeError, ValueError):
 
 class RunError(JaxprobeError, RuntimeError):
     """A run whose work directory, cache or inputs contradict each other; the message says what to change."""
+
+
+def guarded(main: Callable[[], int | None]) -> int:
+    """Run a command body; anything a user can cause ends in ``error: ...`` on stderr and exit status 2."""
+    try:
+        return int(main() or 0)
+    except JaxprobeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -256,6 +256,8 @@ class LinearProbe(nnx.Module):
 
 
 HEADS = ("linear_seg", "custom_seg", "linear")
+# How the study names each head in its tables (results.json "scenario", the report's "Head" column).
+SCENARIOS = {"linear_seg": "linear probe", "custom_seg": "custom model", "linear": "linear probe"}
 
 
 def make_head(name: str, spec: EncoderSpec, *, rngs: nnx.Rngs, **sizes) -> nnx.Module:

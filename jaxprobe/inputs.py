@@ -1,27 +1,23 @@
-"""What an analysis config points at, made concrete: the records (real data or the cached synthetic phantom set),
-their patient-level split, and the encoders (random reduced, converted folders, or original checkpoints converted
-on the fly into the cache with their parity report). Shared by ``jaxprobe.run`` and ``python -m jaxprobe.embed``.
+"""The images an analysis config points at, made concrete: records of its data source (real files, the cached
+synthetic phantom set, or a prepared TFDS dataset), the cases its task uses and their patient-level split, as
+one ``Inputs`` view. Shared by ``jaxprobe.run`` and ``python -m jaxprobe.embed``.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from ml_collections import ConfigDict
 
+from . import config as config_lib
 from .errors import RunError
+from .tasks import Task
 
 log = logging.getLogger("jaxprobe.run")
-
-
-def cache_dir(config: ConfigDict) -> Path:
-    return Path(os.path.expanduser(config.cache_dir)).absolute()
 
 
 def synthetic_paths(config: ConfigDict):
@@ -29,7 +25,7 @@ def synthetic_paths(config: ConfigDict):
     from .data.synth import SyntheticPaths
 
     s = config.data.synthetic
-    root = cache_dir(config) / "synthetic" / f"n{s.n}-size{s.size}-seed{s.seed}"
+    root = config_lib.cache_dir(config) / "synthetic" / f"n{s.n}-size{s.size}-seed{s.seed}"
     done = root / "COMPLETE"
     if not done.exists():
         log.info(f"generating the synthetic phantom set ({s.n} SIIM-style DICOMs + {s.n} cardiomegaly PNGs) in {root}")
@@ -38,8 +34,27 @@ def synthetic_paths(config: ConfigDict):
     return SyntheticPaths(**json.loads(done.read_text()))
 
 
-def load_records(config: ConfigDict, workdir: Path):
-    from .data import cardiomegaly_records, classification_set, nih_cardiomegaly_records, segmentation_set, siim_records
+# The targets each data source offers, by kind (jaxprobe.tasks.Task.target_kind).
+SOURCES = {"siim": {"pneumothorax": "mask", "label": "label"},
+           "cardiomegaly": {"heart": "mask", "label": "label", "ctr": "value"}}
+
+
+def check_target(config: ConfigDict, task: Task) -> None:
+    """The analysis's target exists in its data source and is of the kind its task reads."""
+    offered = SOURCES.get(config.data.source)
+    if offered is None:
+        raise RunError(f"data.source must be one of {sorted(SOURCES)}, got {config.data.source!r}")
+    kind = offered.get(config.target)
+    if kind is None:
+        raise RunError(f"target {config.target!r} does not apply to the {config.data.source} source "
+                       f"({' | '.join(offered)})")
+    if kind != task.target_kind:
+        raise RunError(f"target {config.target!r} is a {kind}; task {task.name!r} reads a {task.target_kind}")
+
+
+def source_records(config: ConfigDict, workdir: Path):
+    """Every usable record of the analysis's data source (the original files, or the synthetic phantoms)."""
+    from .data import cardiomegaly_records, nih_cardiomegaly_records, siim_records
 
     d = config.data
     skipped = workdir / "skipped_items.csv" if d.on_error == "skip" else None
@@ -48,40 +63,41 @@ def load_records(config: ConfigDict, workdir: Path):
         if d.root:
             if not Path(d.root).is_dir():
                 raise RunError(f"data.root {d.root} is not a folder (SIIM-ACR: dicom-images-train/ + train-rle.csv)")
-            records = siim_records(d.root, csv_path=d.csv or None, **common)
-        else:
-            paths = synthetic_paths(config)
-            records = siim_records(paths.siim_root, csv_path=paths.siim_csv, **common)
-        if config.target == "pneumothorax":
-            records = segmentation_set(records)
-        elif config.target == "label":
-            records = classification_set(records, seed=d.balance_seed)
-        else:
-            raise RunError(f"target {config.target!r} does not apply to SIIM-ACR (pneumothorax | label)")
-    elif d.source == "cardiomegaly":
-        if d.nih_root or d.manifest:
-            if not d.chexmask_csv:
-                raise RunError("data.chexmask_csv is required with data.nih_root / data.manifest")
-            for p in (d.nih_root, d.manifest, d.chexmask_csv):
-                if p and not Path(p).exists():
-                    raise RunError(f"{p} does not exist")
-            if d.nih_root:
-                records = nih_cardiomegaly_records(d.nih_root, d.chexmask_csv, min_dice=d.min_dice, **common)
-            else:
-                records = cardiomegaly_records(d.manifest, d.chexmask_csv, min_dice=d.min_dice, **common)
-        elif d.root:
-            raise RunError("the cardiomegaly source reads data.nih_root or data.manifest (+ data.chexmask_csv), "
-                           "not data.root")
-        else:
-            paths = synthetic_paths(config)
-            records = cardiomegaly_records(paths.cardiomegaly_manifest, paths.chexmask_csv, min_dice=d.min_dice,
-                                           **common)
-        if config.target == "ctr":
-            records = [r for r in records if r.ctr is not None]
-        elif config.target not in ("heart", "label"):
-            raise RunError(f"target {config.target!r} does not apply to the cardiomegaly source (heart | label | ctr)")
-    else:
-        raise RunError(f"data.source must be 'siim' or 'cardiomegaly', got {d.source!r}")
+            return siim_records(d.root, csv_path=d.csv or None, **common)
+        paths = synthetic_paths(config)
+        return siim_records(paths.siim_root, csv_path=paths.siim_csv, **common)
+    if d.nih_root or d.manifest:
+        if not d.chexmask_csv:
+            raise RunError("data.chexmask_csv is required with data.nih_root / data.manifest")
+        for p in (d.nih_root, d.manifest, d.chexmask_csv):
+            if p and not Path(p).exists():
+                raise RunError(f"{p} does not exist")
+        if d.nih_root:
+            return nih_cardiomegaly_records(d.nih_root, d.chexmask_csv, min_dice=d.min_dice, **common)
+        return cardiomegaly_records(d.manifest, d.chexmask_csv, min_dice=d.min_dice, **common)
+    if d.root:
+        raise RunError("the cardiomegaly source reads data.nih_root or data.manifest (+ data.chexmask_csv), "
+                       "not data.root")
+    paths = synthetic_paths(config)
+    return cardiomegaly_records(paths.cardiomegaly_manifest, paths.chexmask_csv, min_dice=d.min_dice, **common)
+
+
+def select_records(records, config: ConfigDict, task: Task):
+    """The cases the task uses: a segmentation task the images whose target mask is not empty (the study trains
+    segmenters on positives), classification all labelled images or, with ``data.balance``, every positive and
+    as many seeded negatives, regression the images whose target value is defined."""
+    from .data import classification_set
+
+    if task.cases == "positives":
+        return [r for r in records if dict(r.masks).get(config.target)]
+    if task.cases == "labelled":
+        return classification_set(records, seed=config.data.balance_seed) if config.data.balance else list(records)
+    return [r for r in records if getattr(r, config.target) is not None]
+
+
+def load_records(config: ConfigDict, task: Task, workdir: Path):
+    check_target(config, task)
+    records = select_records(source_records(config, workdir), config, task)
     if len(records) < 10:
         raise RunError(f"only {len(records)} usable records for {config.analysis}; need at least 10")
     return records
@@ -98,69 +114,6 @@ def split(config: ConfigDict, records, workdir: Path) -> dict[str, str]:
     if leaks:
         raise RunError(f"patients in more than one split: {sorted(leaks)[:5]}")
     return assignment
-
-
-def is_random(config: ConfigDict, name: str) -> bool:
-    return not config.encoders[name].checkpoint
-
-
-def is_demo(config: ConfigDict) -> bool:
-    """The embedded default: synthetic data or random encoders."""
-    data_given = bool(config.data.root or config.data.nih_root or config.data.manifest)
-    return not data_given or any(is_random(config, n) for n in config.encoders.names)
-
-
-def encoder_for(config: ConfigDict, name: str):
-    from . import encoders
-    from .encoders import checkpoint
-
-    e = config.encoders[name] if name in config.encoders else None
-    if e is None or name not in encoders.NAMES:
-        raise RunError(f"unknown encoder {name!r}; expected some of {list(encoders.NAMES)}")
-    dtype = config.embed.dtype
-    size = e.input_size or None
-    if not e.checkpoint:
-        r = config.encoders.random
-        return encoders.load(name, width=r.width, depth=r.depth, num_heads=r.num_heads, seed=r.seed,
-                             input_size=size, dtype=dtype)
-    src = Path(e.checkpoint)
-    if not src.is_dir():
-        raise RunError(f"encoders.{name}.checkpoint: {src} is not a folder")
-    if checkpoint.is_checkpoint_dir(src):
-        return encoders.load(src, input_size=size, dtype=dtype)
-    return encoders.load(convert_cached(config, name, src), input_size=size, dtype=dtype)
-
-
-def convert_cached(config: ConfigDict, name: str, src: Path) -> Path:
-    """An original checkpoint folder is converted once into the cache, its parity report kept and shown."""
-    from convert import convert
-
-    stat = [(p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in sorted(src.iterdir()) if p.is_file()]
-    key = hashlib.sha256(json.dumps([str(src.absolute()), stat]).encode()).hexdigest()[:16]
-    out = cache_dir(config) / "converted" / f"{name}-{key}"
-    parity = out / "parity.json"
-    if not parity.exists():
-        if out.exists():
-            import shutil
-
-            shutil.rmtree(out)  # an interrupted conversion: start again
-        log.info(f"converting {src} ({name}) into {out}")
-        convert(name, src, out, log=log.info)
-    report = json.loads(parity.read_text())
-    log.info(f"parity of {name}: worst relative error {report['worst_rel']:.2e} "
-             f"(tolerance {report['tolerance_rel']:.0e}) -> {'passed' if report['passed'] else 'FAILED'}")
-    if not report["passed"]:
-        raise RunError(f"{out}: the converted {name} does not match the PyTorch reference (see {parity})")
-    return out
-
-
-
-SEG_TARGETS = ("pneumothorax", "heart")
-
-
-def mask_of(config: ConfigDict) -> str | None:
-    """The mask structure stored beside the embeddings (segmentation analyses), else None."""
-    return config.target if config.target in SEG_TARGETS else None
 
 
 @dataclasses.dataclass
@@ -186,7 +139,7 @@ class Inputs:
 
 def inputs_from_records(records, assignment: dict[str, str]) -> Inputs:
     from .data import read_image
-    from .embed.records import record_loader, record_targets
+    from .data.loaders import record_loader, record_targets
 
     return Inputs(ids=[f"{r.source}:{r.image_id}" for r in records], image_ids=[r.image_id for r in records],
                   splits=[assignment[r.image_id] for r in records], targets=record_targets(records),
@@ -195,11 +148,11 @@ def inputs_from_records(records, assignment: dict[str, str]) -> Inputs:
                   read=lambda i: read_image(records[i].path))
 
 
-def prepared_inputs(config: ConfigDict) -> Inputs:
+def prepared_inputs(config: ConfigDict, task: Task) -> Inputs:
     """The analysis's examples from a prepared TFDS dataset (prepared on first use, reused afterwards)."""
     from .data.tfds import prepare
     from .data.tfds.index import example_index, select
-    from .embed.prepared import prepared_loader, prepared_targets
+    from .data.loaders import prepared_loader, prepared_targets
 
     d = config.data
     dataset = {"siim": "siim_acr_pneumothorax", "cardiomegaly": "cxr_cardiomegaly"}.get(d.source)
@@ -213,18 +166,21 @@ def prepared_inputs(config: ConfigDict) -> Inputs:
         options.update(synthetic=True, synthetic_n=s.n, synthetic_size=s.size, synthetic_seed=s.seed)
     elif not Path(manual).is_dir():
         raise RunError(f"{manual} is not a folder (the prepared dataset is built from it)")
-    builder = prepare(dataset, config=options, data_dir=cache_dir(config) / "tfds", manual_dir=manual or None,
+    builder = prepare(dataset, config=options, data_dir=config_lib.cache_dir(config) / "tfds", manual_dir=manual or None,
                       workers=config.embed.workers, on_error=d.on_error)
-    task = {"pneumothorax": "segmentation", "label": "classification" if d.source == "siim" else "all"}.get(
-        config.target, "all")
+    check_target(config, task)
+    # The index knows labels, not masks: SIIM-ACR's pneumothorax mask is non-empty exactly for the positives,
+    # every CheXmask heart mask is non-empty (an empty one is a DataError when the cohort is read).
+    selection = {"positives": "segmentation" if d.source == "siim" else "all",
+                 "labelled": "classification" if d.balance else "all", "valued": "all"}[task.cases]
     index = example_index(builder)
     source = builder.info.metadata["source"]
     picked = []  # (split, data-source position, IndexRow)
     for split_name in ("train", "val", "test"):
         rows = {r.index: r for r in index[split_name]}
-        for position in select(index[split_name], task, seed=d.balance_seed):
+        for position in select(index[split_name], selection, seed=d.balance_seed):
             r = rows[position]
-            if config.target == "ctr" and r.ctr is None:
+            if task.cases == "valued" and getattr(r, config.target) is None:
                 continue
             picked.append((split_name, position, r))
     sources = {s: builder.as_data_source(s) for s in ("train", "val", "test")}
@@ -239,17 +195,17 @@ def prepared_inputs(config: ConfigDict) -> Inputs:
         ids=[f"{source}:{r.image_id}" for _, _, r in picked], image_ids=[r.image_id for _, _, r in picked],
         splits=[s for s, _, _ in picked],
         targets=prepared_targets([r for _, _, r in picked]),
-        extra={"dataset": f"{builder.name}/{builder.builder_config.name}:{builder.version}", "task": task,
+        extra={"dataset": f"{builder.name}/{builder.builder_config.name}:{builder.version}", "task": selection,
                "balance_seed": d.balance_seed},
         make_loader=make_loader, read=lambda i: sources[picked[i][0]][picked[i][1]]["image"])
 
 
-def load_inputs(config: ConfigDict, workdir: Path) -> Inputs:
+def load_inputs(config: ConfigDict, task: Task, workdir: Path) -> Inputs:
     """Records + seeded split from the original files, or a prepared dataset (``data.prepared``)."""
     if config.data.prepared:
-        inputs = prepared_inputs(config)
+        inputs = prepared_inputs(config, task)
     else:
-        records = load_records(config, workdir)
+        records = load_records(config, task, workdir)
         inputs = inputs_from_records(records, split(config, records, workdir))
     counts = {s: len(inputs.rows(s)) for s in ("train", "val", "test")}
     if min(counts.values()) == 0:
@@ -258,17 +214,3 @@ def load_inputs(config: ConfigDict, workdir: Path) -> Inputs:
     log.info(f"{len(inputs.ids)} images ({config.data.source}, target {config.target}"
              f"{', prepared dataset' if config.data.prepared else ''}), split {counts}")
     return inputs
-
-
-def store_for(config: ConfigDict, name: str, inputs: Inputs, log=log.info):
-    """The encoder ``name`` of the analysis and its (built, resumed or reused) embedding store of ``inputs``."""
-    from .embed import extract
-
-    encoder = encoder_for(config, name)
-    log(f"{name}: {encoder}")
-    mask = mask_of(config)
-    store = extract(encoder, inputs.ids, inputs.make_loader(encoder.spec, mask), cache_dir(config) / "embeddings",
-                    name=name, mask_size=encoder.spec.input_size if mask else None, targets=inputs.targets,
-                    extra={**inputs.extra, "mask": mask}, batch_size=config.embed.batch_size,
-                    chunk_size=config.embed.chunk_size, workers=config.embed.workers, log=log)
-    return encoder, store

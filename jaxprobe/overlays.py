@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 from .data import preprocess  # noqa: E402
 from .embed.store import Store  # noqa: E402
 from .encoders.spec import EncoderSpec  # noqa: E402
+from .heads import SCENARIOS  # noqa: E402
 from .results import display_name  # noqa: E402
 
 
@@ -51,7 +52,7 @@ def write_overlays(config, inputs, workdir: Path, n: int = 4) -> Path:
             ax.set_title(f"{display_name(name)}  Dice {dice:.2f}", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle(f"{config.task} ({config.scenario}): true mask green, prediction red", fontsize=11)
+    fig.suptitle(f"{config.title} ({SCENARIOS[config.head.name]}): true mask green, prediction red", fontsize=11)
     fig.tight_layout()
     out = workdir / "overlays.png"
     fig.savefig(out, dpi=90)

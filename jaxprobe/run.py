@@ -1,4 +1,4 @@
-"""``python -m jaxprobe.run --config configs/<analysis>.py [--workdir DIR] [--config.KEY=VALUE ...]``
+"""``python -m jaxprobe.run --config configs/<analysis>.py[:demo|:full] [--workdir DIR] [--config.KEY=VALUE ...]``
 ``python -m jaxprobe.run --config configs/paper.py [--config.KEY=VALUE ...] [--each.KEY=VALUE ...]``
 
 One analysis of the study end to end: images (original files or a prepared dataset) + patient-level split -> per-encoder embedding store -> head
@@ -17,15 +17,16 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 from ml_collections import ConfigDict
 
-from .config import ConfigError, apply_overrides, load_config_file
-from .inputs import SEG_TARGETS, RunError, is_demo, is_random, load_inputs, mask_of, store_for
+from . import cli, tasks
+from . import config as config_lib
+from .errors import ConfigError, RunError, guarded
+from .embed.analysis import store_for
+from .inputs import load_inputs
+from .tasks import Task
 
 log = logging.getLogger("jaxprobe.run")
-
-LOSS_OF_HEAD = {"linear_seg": "bce", "custom_seg": "bce"}
 
 
 # ---------------------------------------------------------------------------------------------------- logging
@@ -68,37 +69,29 @@ class Timings:
 
 
 # ---------------------------------------------------------------------------------------------------- training
-def probe_data(config: ConfigDict, store):
+def probe_data(config: ConfigDict, task: Task, store):
     from .train import ProbeData
 
-    targets = store.targets()
-    if config.target in SEG_TARGETS:
-        y = store.mask_rows()
-    elif config.target == "label":
-        y = targets["label"].astype(np.float32)
-    else:
-        y = targets["ctr"].astype(np.float32)
     features = {"global": store.global_embeddings, "patches": store.patches}
-    return ProbeData(features=features, targets=y, case_ids=store.ids)
+    return ProbeData(features=features, targets=task.probe_targets(store, config.target), case_ids=store.ids)
 
 
 def train_config(config: ConfigDict):
+    """Every key of ``config.train`` is a TrainConfig field (an unknown one is an error, none is dropped)."""
     from .train import TrainConfig
 
-    t = config.train
-    max_epochs = min(t.max_epochs, t.demo_max_epochs) if is_demo(config) else t.max_epochs
-    return TrainConfig(learning_rate=t.learning_rate, weight_decay=t.weight_decay, batch_size=t.batch_size,
-                       eval_batch_size=t.eval_batch_size, patience=t.patience, min_delta=t.min_delta,
-                       max_epochs=max_epochs, seeds=tuple(t.seeds), shuffle_seed=t.shuffle_seed,
-                       data_on_device=t.data_on_device)
+    try:
+        return TrainConfig.from_dict(config.train.to_dict())
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"config.train: {e}") from None
 
 
-def head_factory(config: ConfigDict, name: str, spec):
+def head_factory(config: ConfigDict, spec):
     from .heads import make_head
 
     sizes = {}
     if config.head.name == "custom_seg":
-        c = config.head.custom_demo if is_random(config, name) else config.head.custom
+        c = config.head.custom
         sizes = {"widths": tuple(c.widths), "refine_size": c.refine_size, "num_heads": c.num_heads,
                  "attention_dim": c.attention_dim}
     return lambda rngs: make_head(config.head.name, spec, rngs=rngs, **sizes), sizes
@@ -113,63 +106,56 @@ def check_same_setup(path: Path, setup: dict) -> None:
                        f"--workdir, or remove {path.parents[1]} and {path.parents[2] / 'train'} to retrain")
 
 
-def loss_of(config: ConfigDict) -> str:
-    return "mse" if config.target == "ctr" else "bce"
-
-
 # ---------------------------------------------------------------------------------------------------- statistics
-def collect_predictions(config: ConfigDict, workdir: Path):
+def collect_predictions(config: ConfigDict, task: Task, workdir: Path):
     """Member 0 of each encoder's head (the paired comparison); the members' spread is in summary.json."""
     from .prediction_files import load_predictions
 
-    segmentation = config.target in SEG_TARGETS
-    kind = "mask" if segmentation else ("ranking" if config.target == "label" else "regression")
-    csv = "segmentation.csv" if segmentation else "predictions.csv"
+    csv = "segmentation.csv" if task.prediction_format == "segmentation" else "predictions.csv"
     sources = {name: str(workdir / "predictions" / name / "member0" / csv) for name in config.encoders.names}
     try:
-        # each encoder's masks live on its own input grid, so its true areas are its own
-        loaded = load_predictions(kind, sources, shared_truth=not segmentation)
+        loaded = load_predictions(task.metric_kind, sources, shared_truth=task.shared_truth)
     except ValueError as e:
         raise RunError(f"predictions in {workdir / 'predictions'} do not match across encoders: {e}") from None
     return loaded.predictions, loaded.y_true, loaded.case_ids
 
 
-def statistics(config: ConfigDict, workdir: Path):
+def statistics(config: ConfigDict, task: Task, workdir: Path):
     from . import results
+    from .heads import SCENARIOS
     from .stats import compare_metrics
 
-    preds, y_true, case_ids = collect_predictions(config, workdir)
+    preds, y_true, case_ids = collect_predictions(config, task, workdir)
     s = config.stats
-    kind_ranking = config.target == "label"
     comparisons = compare_metrics(
         list(s.metrics), y_true, preds, n_resamples=s.n_resamples, seed=s.seed, ci_level=s.ci_level,
-        stratify=s.stratified if kind_ranking else None, empty_mask_rule=s.empty_mask_rule,
+        stratify=s.stratified if task.stratifiable else None, empty_mask_rule=s.empty_mask_rule,
         mask_threshold=s.mask_threshold, pr_auc=s.pr_auc, point_estimate=s.point_estimate, alpha=s.alpha,
-        # each encoder's masks live on its own input grid (518 crop, 512 resize, 224 crop): Dice/IoU per case,
-        # paired by case, against the ground truth on that grid — as the authors' per-model dataloaders do
-        shared_truth=config.target not in SEG_TARGETS)
-    return results.write_analysis(workdir, task=config.task, scenario=config.scenario, comparisons=comparisons,
+        shared_truth=task.shared_truth)
+    return results.write_analysis(workdir, task=config.title, scenario=SCENARIOS[config.head.name],
+                                  kind=task.result_kind, comparisons=comparisons,
                                   cases={"n": len(case_ids), "source": "predictions/<encoder>/member0"})
 
 
 # ---------------------------------------------------------------------------------------------------- the run
 def banner(config: ConfigDict) -> str:
+    """What the embedded default (profile "demo") changes, read from the resolved config; "" for a full run."""
+    if config.profile != "demo":
+        return ""
     lines = []
-    if not (config.data.root or config.data.nih_root or config.data.manifest):
+    if not config_lib.data_given(config):
         s = config.data.synthetic
         lines.append(f"data: SYNTHETIC phantom set ({s.n} images, {s.size}x{s.size}, seed {s.seed}), not radiographs")
-    random = [n for n in config.encoders.names if is_random(config, n)]
+    random = config_lib.random_encoders(config)
     if random:
         r = config.encoders.random
         lines.append(f"encoders {', '.join(random)}: RANDOMLY INITIALISED, reduced to depth {r.depth} and width "
                      f"{r.width} (real patch and input sizes)")
-        if config.head.name == "custom_seg":
-            c = config.head.custom_demo
-            lines.append(f"custom head shrunk for the CPU: convs {tuple(c.widths)} at {c.refine_size}x{c.refine_size}, "
-                         f"{c.num_heads} heads, attention width {c.attention_dim}")
-    if not lines:
-        return ""
-    lines.append(f"training capped at {config.train.demo_max_epochs} epochs. These numbers say nothing about the models.")
+    if config.head.name == "custom_seg":
+        c = config.head.custom
+        lines.append(f"custom head shrunk for the CPU: convs {tuple(c.widths)} at {c.refine_size}x{c.refine_size}, "
+                     f"{c.num_heads} heads, attention width {c.attention_dim}")
+    lines.append(f"training capped at {config.train.max_epochs} epochs. These numbers say nothing about the models.")
     lines += ["For real data and weights, e.g.:",
               "  --config.data.root=/data/siim        (SIIM-ACR: dicom-images-train/ + train-rle.csv)",
               "  --config.data.nih_root=/data/nih --config.data.chexmask_csv=/data/chexmask/ChestX-Ray8.csv.gz",
@@ -177,10 +163,12 @@ def banner(config: ConfigDict) -> str:
               "    chexagent and biomedclip)"]
     width = max(len(x) for x in lines) + 4
     bar = "=" * width
-    return "\n".join([bar, "  jaxprobe EMBEDDED DEFAULT", *("  " + x for x in lines), bar])
+    return "\n".join([bar, "  jaxprobe EMBEDDED DEFAULT (profile demo; all values in config.json)",
+                      *("  " + x for x in lines), bar])
 
 
 def run_analysis(config: ConfigDict, workdir: Path) -> Path:
+    """One analysis end to end; ``config`` is resolved (``jaxprobe.config.resolve``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     with run_logging(workdir):
         return _run_analysis(config, workdir)
@@ -189,24 +177,22 @@ def run_analysis(config: ConfigDict, workdir: Path) -> Path:
 def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
     from .train import fit, save_predictions
 
-    text = banner(config)
-    if text:
-        for line in text.splitlines():
-            log.info(line)
-    effective = {"demo": is_demo(config), "train": train_config(config).to_dict()}
-    (workdir / "config.json").write_text(json.dumps({"config": config.to_dict(), "effective": effective},
-                                                    indent=2, default=list) + "\n")
+    task = tasks.get(config.task)
+    task.check_head(config.head.name)
+    tcfg = train_config(config)
+    for line in banner(config).splitlines():
+        log.info(line)
+    (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2, default=list) + "\n")
     timings = Timings(workdir / "timings.json")
     with timings.stage("inputs"):
-        inputs = load_inputs(config, workdir)
-    mask = mask_of(config)
-    tcfg = train_config(config)
+        inputs = load_inputs(config, task, workdir)
+    segmentation = task.target_kind == "mask"
     for name in config.encoders.names:
         with timings.stage(f"embed:{name}"):
-            encoder, store = store_for(config, name, inputs)
+            encoder, store = store_for(config, task, name, inputs)
         pred_dir = workdir / "predictions" / name
-        make_head, sizes = head_factory(config, name, encoder.spec)
-        setup = json.loads(json.dumps({"head": config.head.name, "sizes": sizes, "loss": loss_of(config),
+        make_head, sizes = head_factory(config, encoder.spec)
+        setup = json.loads(json.dumps({"head": config.head.name, "sizes": sizes, "loss": task.loss,
                                        "train": tcfg.to_dict(), "encoder": encoder.identity(),
                                        "store": str(store.path)}, default=str))
         if (pred_dir / "summary.json").exists():
@@ -214,20 +200,20 @@ def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
             log.info(f"{name}: predictions exist, skipping training")
             continue
         with timings.stage(f"train:{name}"):
-            data = probe_data(config, store)
+            data = probe_data(config, task, store)
             rows = {s: inputs.rows(s) for s in ("train", "val", "test")}
-            result = fit(make_head, data, rows["train"], rows["val"], tcfg, loss=loss_of(config),
+            result = fit(make_head, data, rows["train"], rows["val"], tcfg, loss=task.loss,
                          name=f"{config.analysis}/{name}/{config.head.name}", workdir=workdir / "train" / name)
         with timings.stage(f"predict:{name}"):
-            save_predictions(result, data, rows["test"], pred_dir, save_masks=mask is not None)
+            save_predictions(result, data, rows["test"], pred_dir, save_masks=segmentation)
             (pred_dir / "head.json").write_text(json.dumps(setup, indent=2) + "\n")
     with timings.stage("statistics"):
-        statistics(config, workdir)
+        statistics(config, task, workdir)
     with timings.stage("report"):
         from .report import build_report
 
         build_report([str(workdir)], workdir / "report")
-        if mask is not None and config.report.overlays:
+        if segmentation and config.report.overlays:
             from .overlays import write_overlays
 
             write_overlays(config, inputs, workdir, n=config.report.overlays)
@@ -235,13 +221,11 @@ def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
     return workdir
 
 
-def run_paper(paper: ConfigDict, config_dir: Path, workdir: Path, each: Sequence[str] = ()) -> Path:
-    """All analyses in ``paper.analyses``; ``each`` holds ``--config.KEY=VALUE`` overrides for every one of them."""
-    from .report import build_report
-
-    dirs = []
-    for analysis in paper.analyses:
-        c = apply_overrides(load_config_file(config_dir / f"{analysis}.py"), each)
+def analysis_of_paper(paper: ConfigDict, analysis: str, config_dir: Path, each: dict) -> ConfigDict:
+    """One analysis of configs/paper.py: its own config file, the paper's data and weights, then ``each``."""
+    arg = None if paper.profile == "auto" else paper.profile
+    c = config_lib.load(config_dir / f"{analysis}.py", arg)
+    with c.unlocked():
         c.data.root = paper.siim_root if c.data.source == "siim" else ""
         c.data.csv = paper.siim_csv if c.data.source == "siim" else ""
         if c.data.source == "cardiomegaly":
@@ -252,48 +236,53 @@ def run_paper(paper: ConfigDict, config_dir: Path, workdir: Path, each: Sequence
         c.train.seeds = tuple(paper.train_seeds)
         if paper.cache_dir:
             c.cache_dir = paper.cache_dir
-        dirs.append(str(run_analysis(c, workdir / analysis)))
+        c.update_from_flattened_dict(each)
+    return config_lib.resolve(c, overridden=each)
+
+
+def run_paper(paper: ConfigDict, config_dir: Path, workdir: Path, each: dict | None = None) -> Path:
+    """All analyses in ``paper.analyses``; ``each`` maps config keys to values set in every one of them."""
+    from .report import build_report
+
+    dirs = [str(run_analysis(analysis_of_paper(paper, a, config_dir, each or {}), workdir / a))
+            for a in paper.analyses]
     with run_logging(workdir):
         out = build_report(dirs, workdir / "report")
         log.info(f"combined report: {out}")
     return workdir
 
 
+def _define_flags(fv) -> None:
+    from absl import flags
+
+    flags.DEFINE_string("workdir", None, "work directory (default: the config's workdir)", flag_values=fv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    config_path, workdir, overrides, each = None, None, [], []
-    it = iter(argv)
-    for a in it:
-        if a in ("-h", "--help"):
-            print(__doc__)
-            return 0
-        if a == "--config" or a.startswith("--config="):
-            config_path = a.split("=", 1)[1] if "=" in a else next(it, None)
-        elif a == "--workdir" or a.startswith("--workdir="):
-            workdir = a.split("=", 1)[1] if "=" in a else next(it, None)
-        elif a.startswith("--config."):
-            overrides.append(a)
-        elif a.startswith("--each."):  # paper.py: an override for every analysis
-            each.append("--config." + a[len("--each."):])
-        else:
-            print(f"error: unknown argument {a!r}\n{__doc__}", file=sys.stderr)
-            return 2
-    if not config_path:
-        print(f"error: --config is required\n{__doc__}", file=sys.stderr)
-        return 2
-    try:
-        config = apply_overrides(load_config_file(config_path), overrides)
-        wd = Path(workdir or config.workdir).absolute()
-        wd.mkdir(parents=True, exist_ok=True)
-        if config.analysis == "paper":
-            run_paper(config, Path(config_path).parent, wd, each)
-        elif each:
-            raise ConfigError("--each.KEY=VALUE applies to configs/paper.py only; use --config.KEY=VALUE")
-        else:
-            run_analysis(config, wd)
-    except (ConfigError, RunError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if argv else 2
+    return guarded(lambda: _main(argv))
+
+
+def _main(argv: list[str]) -> int:
+    parsed = cli.parse_config(argv, prog="python -m jaxprobe.run", define=_define_flags,
+                              aliases={"--each.": "--config.each."})
+    if parsed.rest:
+        raise ConfigError(f"unexpected arguments {parsed.rest}")
+    config = parsed.config
+    wd = Path(parsed.flags.workdir or config.workdir).absolute()
+    wd.mkdir(parents=True, exist_ok=True)
+    each = {k[len("each."):]: v for k, v in config_lib.flat_values(config, parsed.overridden).items()
+            if k.startswith("each.")}
+    if config.analysis == "paper":
+        config_file = Path(parsed.flags["config"].config_filename.rsplit(":", 1)[0])
+        run_paper(config, config_file.parent, wd, each)
+    elif each:
+        raise ConfigError("--each.KEY=VALUE applies to configs/paper.py only; use --config.KEY=VALUE")
+    else:
+        run_analysis(config, wd)
     return 0
 
 

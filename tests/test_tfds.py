@@ -305,7 +305,7 @@ def test_command_line_prepares_once_and_reports(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "readme.txt").write_text("nothing")
-    assert main(["--dataset", "siim_acr_pneumothorax", "--manual-dir", str(empty), "--data-dir", str(tmp_path)]) == 1
+    assert main(["--dataset", "siim_acr_pneumothorax", "--manual-dir", str(empty), "--data-dir", str(tmp_path)]) == 2
     assert "no SIIM-ACR label file" in capsys.readouterr().err
 
 

@@ -7,7 +7,8 @@ import pytest
 from jaxprobe import encoders
 from jaxprobe.data import cardiomegaly_records, classification_set, siim_records
 from jaxprobe.data import tfds as prepared
-from jaxprobe.embed.prepared import extract_prepared, prepared_loader
+from jaxprobe.data.loaders import prepared_loader
+from jaxprobe.embed.prepared import extract_prepared
 from jaxprobe.embed.records import extract_records
 
 

@@ -15,7 +15,7 @@ import argparse
 import logging
 import sys
 
-from .errors import DataError
+from ..errors import ConfigError, guarded
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -51,6 +51,10 @@ def config_options(args: argparse.Namespace) -> dict:
 
 
 def main(argv=None) -> int:
+    return guarded(lambda: _main(argv))
+
+
+def _main(argv) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from . import tfds as prepared  # imports tensorflow-datasets, only needed here
@@ -60,19 +64,12 @@ def main(argv=None) -> int:
         print(cls.MANUAL_DOWNLOAD_INSTRUCTIONS)
         return 0
     if args.min_dice is not None and args.dataset != "cxr_cardiomegaly":
-        print("error: --min-dice applies to cxr_cardiomegaly only", file=sys.stderr)
-        return 2
+        raise ConfigError("--min-dice applies to cxr_cardiomegaly only")
     if not args.synthetic and args.manual_dir is None:
-        print(f"error: --manual-dir is required (or --synthetic); put there:{cls.MANUAL_DOWNLOAD_INSTRUCTIONS}",
-              file=sys.stderr)
-        return 2
-    try:
-        builder = prepared.prepare(args.dataset, config=config_options(args), data_dir=args.data_dir,
-                                   manual_dir=args.manual_dir, workers=args.workers, on_error=args.on_error,
-                                   keep_decoded=args.keep_decoded)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        raise ConfigError(f"--manual-dir is required (or --synthetic); put there:{cls.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    builder = prepared.prepare(args.dataset, config=config_options(args), data_dir=args.data_dir,
+                               manual_dir=args.manual_dir, workers=args.workers, on_error=args.on_error,
+                               keep_decoded=args.keep_decoded)
     meta = builder.info.metadata
     print(f"dataset: {builder.data_path}")
     print(f"config: {builder.builder_config.name} ({builder.builder_config.description})")

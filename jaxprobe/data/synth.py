@@ -24,11 +24,14 @@ import csv
 import dataclasses
 import io
 import os
+import sys
 import uuid
 
 import numpy as np
 import pydicom
 from PIL import Image
+
+from ..errors import ConfigError, guarded
 from pydicom.dataset import FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, SecondaryCaptureImageStorage, generate_uid
@@ -276,16 +279,20 @@ def make_cardiomegaly(out_dir: str, *, n: int, seed: int, size: int, sixteen_bit
 def make_synthetic(out_dir: str | os.PathLike, n: int = 40, seed: int = 0, size: int = 256) -> SyntheticPaths:
     """Write both synthetic sets (n images each, size x size SIIM films) under out_dir and return their paths."""
     if n < 2:
-        raise ValueError(f"n must be at least 2 (a positive and a negative), got {n}")
+        raise ConfigError(f"n must be at least 2 (a positive and a negative), got {n}")
     if size < 64:
-        raise ValueError(f"size must be at least 64 pixels for the anatomy to be drawn, got {size}")
+        raise ConfigError(f"size must be at least 64 pixels for the anatomy to be drawn, got {size}")
     out_dir = os.path.abspath(os.fspath(out_dir))
     siim_root, siim_csv = make_siim(out_dir, n=n, seed=seed, size=size)
     manifest, chexmask = make_cardiomegaly(out_dir, n=n, seed=seed, size=size)
     return SyntheticPaths(out_dir, siim_root, siim_csv, manifest, chexmask)
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
+    return guarded(lambda: _main(argv))
+
+
+def _main(argv) -> int:
     parser = argparse.ArgumentParser(prog="python -m jaxprobe.data.synth", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--n", type=int, default=40, help="images per set (default 40)")
@@ -295,7 +302,8 @@ def main(argv=None) -> None:
     paths = make_synthetic(args.out, n=args.n, seed=args.seed, size=args.size)
     for field in dataclasses.fields(paths):
         print(f"{field.name}: {getattr(paths, field.name)}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -10,39 +10,50 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Sequence
 
-from ..config import ConfigError, apply_overrides, load_config_file
-from ..inputs import RunError, load_inputs, store_for
+from .. import cli, tasks
+from ..errors import ConfigError, guarded
+
+
+def _define_flags(fv) -> None:
+    from absl import flags
+
+    flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() first (multi-host)", flag_values=fv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] != "--config" or len(argv) < 2:
+    if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+        return 0 if argv else 2
+    return guarded(lambda: _main(argv))
+
+
+def _main(argv: list[str]) -> int:
+    from ..embed.analysis import store_for
+    from ..inputs import load_inputs
+
+    parsed = cli.parse_config(argv, prog="python -m jaxprobe.embed", define=_define_flags)
+    config = parsed.config
+    if parsed.rest:
+        raise ConfigError(f"unexpected arguments {parsed.rest}")
+    if "encoders" not in config:
+        raise ConfigError(f"{parsed.flags['config'].config_filename} is not a single-analysis config "
+                          "(no encoders section)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    rest = argv[2:]
-    if "--distributed" in rest:
+    if parsed.flags.distributed:
         import jax
 
-        rest.remove("--distributed")
         jax.distributed.initialize()
-    try:
-        config = apply_overrides(load_config_file(argv[1]), rest)
-        if "encoders" not in config:
-            raise ConfigError(f"{argv[1]} is not a single-analysis config (no encoders section)")
-        from pathlib import Path
-
-        workdir = Path(config.workdir).absolute()
-        workdir.mkdir(parents=True, exist_ok=True)
-        inputs = load_inputs(config, workdir)
-        for name in config.encoders.names:
-            _, store = store_for(config, name, inputs, log=logging.getLogger("jaxprobe.embed").info)
-            print(f"{name}: {store.path} ({store.n} records)")
-    except (ConfigError, RunError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    task = tasks.get(config.task)
+    workdir = Path(config.workdir).absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
+    inputs = load_inputs(config, task, workdir)
+    for name in config.encoders.names:
+        _, store = store_for(config, task, name, inputs, log=logging.getLogger("jaxprobe.embed").info)
+        print(f"{name}: {store.path} ({store.n} records)")
     return 0
 
 

@@ -1,34 +1,14 @@
-"""Extraction from data records: read + preprocess each image (and its mask) with the encoder's own spec."""
+"""Extraction from data records into a store keyed by the encoder, its spec, the record ids and the reading options."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 
-from ..data import preprocess, preprocess_mask, read_image
+from ..data.loaders import record_loader, record_targets
 from ..data.records import Record
 from .extract import extract
 from .store import Store
-
-
-def record_loader(records: Sequence[Record], spec, mask: str | None = None, read_kwargs: dict | None = None):
-    """row -> {"pixels": float32 [S,S,3], "mask": bool [S,S]} (the mask on the same grid as the pixels)."""
-    read_kwargs = read_kwargs or {}
-
-    def load(i: int) -> dict:
-        r = records[i]
-        out = {"pixels": preprocess(read_image(r.path, **read_kwargs), spec)}
-        if mask is not None:
-            out["mask"] = preprocess_mask(r.mask(mask), spec)  # a SIIM negative decodes to an empty mask
-        return out
-
-    return load
-
-
-def record_targets(records: Sequence[Record]) -> dict[str, np.ndarray]:
-    return {"label": np.array([r.label for r in records], np.int8),
-            "ctr": np.array([np.nan if r.ctr is None else r.ctr for r in records], np.float32)}
 
 
 def extract_records(encoder, records: Sequence[Record], root: str | Path, *, name: str, mask: str | None = None,

@@ -1,0 +1,74 @@
+"""The encoders of an analysis config (random reduced, converted folders, or original checkpoints converted once
+into the cache with their parity report) and their embedding stores of the analysis's inputs."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+from ml_collections import ConfigDict
+
+from .. import config as config_lib
+from ..errors import RunError
+from ..inputs import Inputs
+from ..tasks import Task
+from .extract import extract
+
+log = logging.getLogger("jaxprobe.run")
+
+
+def encoder_for(config: ConfigDict, name: str):
+    from .. import encoders
+    from ..encoders import checkpoint
+
+    e = config.encoders[name] if name in config.encoders else None
+    if e is None or name not in encoders.NAMES:
+        raise RunError(f"unknown encoder {name!r}; expected some of {list(encoders.NAMES)}")
+    dtype = config.embed.dtype
+    size = e.input_size or None
+    if not e.checkpoint:
+        r = config.encoders.random
+        return encoders.load(name, width=r.width, depth=r.depth, num_heads=r.num_heads, seed=r.seed,
+                             input_size=size, dtype=dtype)
+    src = Path(e.checkpoint)
+    if not src.is_dir():
+        raise RunError(f"encoders.{name}.checkpoint: {src} is not a folder")
+    if checkpoint.is_checkpoint_dir(src):
+        return encoders.load(src, input_size=size, dtype=dtype)
+    return encoders.load(convert_cached(config, name, src), input_size=size, dtype=dtype)
+
+
+def convert_cached(config: ConfigDict, name: str, src: Path) -> Path:
+    """An original checkpoint folder is converted once into the cache, its parity report kept and shown."""
+    from convert import convert
+
+    stat = [(p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in sorted(src.iterdir()) if p.is_file()]
+    key = hashlib.sha256(json.dumps([str(src.absolute()), stat]).encode()).hexdigest()[:16]
+    out = config_lib.cache_dir(config) / "converted" / f"{name}-{key}"
+    parity = out / "parity.json"
+    if not parity.exists():
+        if out.exists():
+            import shutil
+
+            shutil.rmtree(out)  # an interrupted conversion: start again
+        log.info(f"converting {src} ({name}) into {out}")
+        convert(name, src, out, log=log.info)
+    report = json.loads(parity.read_text())
+    log.info(f"parity of {name}: worst relative error {report['worst_rel']:.2e} "
+             f"(tolerance {report['tolerance_rel']:.0e}) -> {'passed' if report['passed'] else 'FAILED'}")
+    if not report["passed"]:
+        raise RunError(f"{out}: the converted {name} does not match the PyTorch reference (see {parity})")
+    return out
+
+
+def store_for(config: ConfigDict, task: Task, name: str, inputs: Inputs, log=log.info):
+    """The encoder ``name`` of the analysis and its (built, resumed or reused) embedding store of ``inputs``."""
+    encoder = encoder_for(config, name)
+    log(f"{name}: {encoder}")
+    mask = config.target if task.target_kind == "mask" else None
+    store = extract(encoder, inputs.ids, inputs.make_loader(encoder.spec, mask), config_lib.cache_dir(config) / "embeddings",
+                    name=name, mask_size=encoder.spec.input_size if mask else None, targets=inputs.targets,
+                    extra={**inputs.extra, "mask": mask}, batch_size=config.embed.batch_size,
+                    chunk_size=config.embed.chunk_size, workers=config.embed.workers, log=log)
+    return encoder, store

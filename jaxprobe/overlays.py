@@ -14,7 +14,7 @@ from .data import preprocess  # noqa: E402
 from .embed.store import Store  # noqa: E402
 from .encoders.spec import EncoderSpec  # noqa: E402
 from .heads import SCENARIOS  # noqa: E402
-from .results import display_name  # noqa: E402
+from .tables import display_name  # noqa: E402
 
 
 def _predicted(pred_dir: Path) -> tuple[list[str], np.ndarray]:

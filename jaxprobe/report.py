@@ -25,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from jaxprobe import results as R  # noqa: E402
+from jaxprobe import tables as T  # noqa: E402
 
 MODEL_COLOURS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
 HEAD_HATCHES = ("", "//", "..", "xx")
@@ -57,7 +58,7 @@ def figure_task_scenario(analysis: dict, all_models: list[str], path: pathlib.Pa
         x = list(range(len(models)))
         ax.bar(x, est, yerr=err, capsize=4, color=[_colour(all_models, m) for m in models], edgecolor="black",
                linewidth=0.6, error_kw={"elinewidth": 1})
-        ax.set_xticks(x, [R.display_name(m) for m in models], rotation=20, ha="right")
+        ax.set_xticks(x, [T.display_name(m) for m in models], rotation=20, ha="right")
         ax.set_title(metric["display"])
         top = max(r["ci_high"] for r in rows)
         bottom = min(0.0, min(r["ci_low"] for r in rows))
@@ -115,7 +116,7 @@ def figure_heads(task: str, analyses: list[dict], all_models: list[str], path: p
             labels = [f"{relative_improvement(base_value, a['metrics'][name]['models'][m]['estimate'], info['higher_is_better']):+.1%}"
                       for a in analyses[1:]]
             ax.text(i, max(t[i] for t in tops) + 0.03 * span, "\n".join(labels), ha="center", va="bottom", fontsize=8)
-        ax.set_xticks(range(len(models)), [R.display_name(m) for m in models], rotation=20, ha="right")
+        ax.set_xticks(range(len(models)), [T.display_name(m) for m in models], rotation=20, ha="right")
         ax.set_title(info["display"])
         ax.set_ylim(min(0.0, min(min(t) for t in tops)), max(max(t) for t in tops) + 0.2 * span)
         ax.spines[["top", "right"]].set_visible(False)
@@ -158,13 +159,13 @@ def build_report(run_dirs: Sequence[str], out_dir) -> pathlib.Path:
         if key in seen:
             raise ValueError(f"{d} and {seen[key]} are both {a['task']!r} / {a['scenario']!r}; pass each analysis once")
         seen[key] = d
-    all_models = R.models_in_order(analyses)
+    all_models = T.models_in_order(analyses)
 
     sections = ["# jaxprobe report", "",
                 f"{len(analyses)} analyses: " + "; ".join(f"{a['task']} ({a['scenario']})" for a in analyses) + ".",
-                "", "## Table 2", "", R.table2_markdown(analyses), "", "## Table S1", "", R.table_s1_markdown(analyses),
+                "", "## Table 2", "", T.table2_markdown(analyses), "", "## Table S1", "", T.table_s1_markdown(analyses),
                 ""]
-    cross_check = R.delong_markdown(analyses)
+    cross_check = T.delong_markdown(analyses)
     if cross_check:
         sections += ["## AUROC: bootstrap vs DeLong", "", cross_check, ""]
     sections += ["## Figures", ""]
@@ -181,7 +182,7 @@ def build_report(run_dirs: Sequence[str], out_dir) -> pathlib.Path:
     sections += ["## Settings", "", _settings_table(run_dirs, analyses), ""]
     report = out_dir / "report.md"
     report.write_text("\n".join(sections))
-    R.write_pairwise_csv(out_dir / "pairwise.csv", analyses)
+    T.write_pairwise_csv(out_dir / "pairwise.csv", analyses)
     return report
 
 

@@ -1,0 +1,140 @@
+"""Formatting of analyses for people: Table 2 and Table S1 as Markdown, the AUROC cross-check, pairwise.csv."""
+from __future__ import annotations
+
+import csv
+import math
+
+DISPLAY_NAMES = {"rad_dino": "RAD-DINO", "chexagent": "CheXagent", "biomedclip": "BiomedCLIP"}
+PAIRWISE_COLUMNS = ("task", "scenario", "metric", "model_a", "model_b", "difference", "ci_low", "ci_high",
+                    "p_value", "p_adjusted", "bonferroni_threshold", "significant")
+
+
+def display_name(model: str) -> str:
+    return DISPLAY_NAMES.get(model, model)
+
+
+def _num(x, digits=3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def digits_for(values, minimum: int = 3) -> int:
+    """Decimals that show three significant figures of the largest value (MSE of CTR is ~1e-3)."""
+    finite = [abs(v) for v in values if v is not None and v == v and v != 0]
+    if not finite:
+        return minimum
+    return max(minimum, 2 - int(math.floor(math.log10(max(finite)))))
+
+
+def format_interval(low, high, digits=3) -> str:
+    # An en dash next to a minus sign reads as a range of negatives; use a comma when a bound is negative.
+    if low is not None and high is not None and min(low, high) < 0:
+        return f"({_num(low, digits)}, {_num(high, digits)})"
+    return f"({_num(low, digits)}–{_num(high, digits)})"
+
+
+def format_p(p) -> str:
+    if p is None:
+        return "–"
+    return f"{p:.4f}" if p >= 1e-3 else f"{p:.1e}"
+
+
+def models_in_order(analyses) -> list[str]:
+    seen = []
+    for a in analyses:
+        for m in a["models"]:
+            if m not in seen:
+                seen.append(m)
+    return seen
+
+
+def table2_markdown(analyses, digits: int = 3) -> str:
+    """Rows: task · scenario · metric; columns: models; cells: estimate (CI)."""
+    models = models_in_order(analyses)
+    level = sorted({a["settings"]["ci_level"] for a in analyses})
+    level_text = "/".join(f"{100 * x:g}%" for x in level)
+    header = ["Task", "Head", "Metric"] + [display_name(m) for m in models]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for a in analyses:
+        for metric in a["metrics"].values():
+            cells = [a["task"], a["scenario"], metric["display"]]
+            digits = digits_for([r["estimate"] for r in metric["models"].values()], digits)
+            for m in models:
+                r = metric["models"].get(m)
+                cells.append("" if r is None else
+                             f"{_num(r['estimate'], digits)} {format_interval(r['ci_low'], r['ci_high'], digits)}")
+            lines.append("| " + " | ".join(cells) + " |")
+    note = (f"Point estimate ({', '.join(sorted({a['settings']['point_estimate'] for a in analyses}))}) with "
+            f"{level_text} percentile bootstrap CI ({', '.join(str(b) for b in sorted({a['settings']['n_resamples'] for a in analyses}))} resamples).")
+    return "**Table 2.** " + note + "\n\n" + "\n".join(lines)
+
+
+def table_s1_rows(analyses):
+    for a in analyses:
+        threshold = a["settings"].get("bonferroni_threshold")
+        for metric in a["metrics"].values():
+            for p in metric["pairs"]:
+                yield {"task": a["task"], "scenario": a["scenario"], "metric": metric["name"],
+                       "metric_display": metric["display"],
+                       "model_a": p["model_a"], "model_b": p["model_b"], "difference": p["difference"],
+                       "ci_low": p["ci_low"], "ci_high": p["ci_high"], "p_value": p["p_value"],
+                       "p_adjusted": p["p_adjusted"], "bonferroni_threshold": threshold,
+                       "significant": "yes" if p["significant"] else "no"}
+
+
+def table_s1_markdown(analyses, digits: int = 3) -> str:
+    header = ["Task", "Head", "Metric", "Comparison", "Difference (CI)", "p", "Bonferroni p", "Significant"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    thresholds = set()
+    for r in table_s1_rows(analyses):
+        thresholds.add(r["bonferroni_threshold"])
+        d = digits_for([r["ci_low"], r["ci_high"], r["difference"]], digits)
+        lines.append("| " + " | ".join([
+            r["task"], r["scenario"], r["metric_display"], f"{display_name(r['model_a'])} vs {display_name(r['model_b'])}",
+            f"{_num(r['difference'], d)} {format_interval(r['ci_low'], r['ci_high'], d)}",
+            format_p(r["p_value"]), format_p(r["p_adjusted"]), r["significant"]]) + " |")
+    if len(lines) == 2:
+        return "**Table S1.** No model pairs (one model per analysis)."
+    rule = ", ".join(f"{t:.4g}" for t in sorted(t for t in thresholds if t is not None))
+    return (f"**Table S1.** Paired two-sided bootstrap tests; significant when p < the Bonferroni threshold "
+            f"({rule}).\n\n" + "\n".join(lines))
+
+
+def delong_markdown(analyses, digits: int = 3) -> str:
+    """AUROC cross-check: bootstrap CI and paired p next to DeLong's CI and z-test p ("" if no AUROC)."""
+    header = ["Task", "Head", "Model or pair", "Bootstrap CI", "DeLong CI", "Bootstrap p", "DeLong p"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for a in analyses:
+        metric = a["metrics"].get("auroc")
+        if not metric or "delong" not in metric:
+            continue
+        dl = metric["delong"]
+        for m, r in metric["models"].items():
+            d = dl["models"][m]
+            lines.append("| " + " | ".join([a["task"], a["scenario"], display_name(m),
+                                            format_interval(r["ci_low"], r["ci_high"], digits),
+                                            format_interval(d["ci_low"], d["ci_high"], digits), "", ""]) + " |")
+        for p, d in zip(metric["pairs"], dl["pairs"]):
+            lines.append("| " + " | ".join([a["task"], a["scenario"],
+                                            f"{display_name(p['model_a'])} − {display_name(p['model_b'])}",
+                                            format_interval(p["ci_low"], p["ci_high"], digits),
+                                            format_interval(d["ci_low"], d["ci_high"], digits),
+                                            format_p(p["p_value"]), format_p(d["p_value"])]) + " |")
+    if len(lines) == 2:
+        return ""
+    return "**AUROC cross-check.** Percentile bootstrap vs DeLong (normal approximation), unadjusted p.\n\n" + \
+        "\n".join(lines)
+
+
+def write_pairwise_csv(path, analyses) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=PAIRWISE_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in table_s1_rows(analyses):
+            writer.writerow(row)
+
+
+def write_table_md(path, analyses) -> None:
+    """table.md: Table 2, Table S1 and (with AUROC) the DeLong cross-check."""
+    parts = [table2_markdown(analyses), table_s1_markdown(analyses), delong_markdown(analyses)]
+    with open(path, "w") as f:
+        f.write("\n\n".join(p for p in parts if p) + "\n")

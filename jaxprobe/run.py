@@ -23,7 +23,8 @@ from . import cli, tasks
 from . import config as config_lib
 from .errors import ConfigError, RunError, guarded
 from .embed.analysis import store_for
-from .inputs import load_inputs
+from .inputs import check_target, load_inputs
+from .validate import validate
 from .tasks import Task
 
 log = logging.getLogger("jaxprobe.run")
@@ -177,8 +178,9 @@ def run_analysis(config: ConfigDict, workdir: Path) -> Path:
 def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
     from .train import fit, save_predictions
 
+    validate(config)
     task = tasks.get(config.task)
-    task.check_head(config.head.name)
+    check_target(config, task)
     tcfg = train_config(config)
     for line in banner(config).splitlines():
         log.info(line)
@@ -244,8 +246,13 @@ def run_paper(paper: ConfigDict, config_dir: Path, workdir: Path, each: dict | N
     """All analyses in ``paper.analyses``; ``each`` maps config keys to values set in every one of them."""
     from .report import build_report
 
-    dirs = [str(run_analysis(analysis_of_paper(paper, a, config_dir, each or {}), workdir / a))
-            for a in paper.analyses]
+    configs = {a: analysis_of_paper(paper, a, config_dir, each or {}) for a in paper.analyses}
+    for a, c in configs.items():  # every analysis is checked before the first one starts
+        try:
+            validate(c)
+        except ConfigError as e:
+            raise ConfigError(f"{a}: {e}") from None
+    dirs = [str(run_analysis(c, workdir / a)) for a, c in configs.items()]
     with run_logging(workdir):
         out = build_report(dirs, workdir / "report")
         log.info(f"combined report: {out}")

@@ -128,3 +128,27 @@ def test_library_load_reads_the_argument_after_a_colon():
     assert config_lib.load(f"{CONFIGS / 'ptx_cls.py'}:full").profile == "full"
     with pytest.raises(ConfigError, match="no get_config"):
         config_lib.load(CONFIGS / "common.py")
+
+
+@pytest.mark.parametrize("override, key", [
+    ("--config.stats.metrics=auroc,dicey", "stats.metrics"),
+    ("--config.stats.metrics=auroc", "stats.metrics"),  # a classification metric on a segmentation task
+    ("--config.stats.ci_level=95", "stats.ci_level"),
+    ("--config.stats.n_resamples=0", "stats.n_resamples"),
+    ("--config.train.seeds=-1", "train.seeds"),
+    ("--config.data.split_fractions=0.5,0.5,0.5", "data.split_fractions"),
+    ("--config.data.on_error=ignore", "data.on_error"),
+    ("--config.encoders.names=rad_dino,rad_dino", "encoders.names"),
+    ("--config.encoders.names=rad_dino,dino", "encoders.names"),
+    ("--config.head.name=linear", "head.name"),
+    ("--config.embed.dtype=float16", "embed.dtype"),
+])
+def test_the_whole_config_is_checked_before_any_work(tmp_path, capsys, override, key):
+    from jaxprobe.run import main
+
+    workdir = tmp_path / "w"
+    assert main(["--config", str(CONFIGS / "ptx_custom.py"), "--workdir", str(workdir),
+                 f"--config.cache_dir={tmp_path / 'cache'}", override]) == 2
+    err = capsys.readouterr().err
+    assert f"  {key}: " in err and "Traceback" not in err
+    assert not (tmp_path / "cache").exists() and not (workdir / "split.csv").exists()  # nothing was done

@@ -33,7 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     from ..embed.analysis import store_for
-    from ..inputs import load_inputs
+    from ..inputs import check_target, load_inputs
+    from ..validate import validate
 
     parsed = cli.parse_config(argv, prog="python -m jaxprobe.embed", define=_define_flags)
     config = parsed.config
@@ -47,7 +48,9 @@ def _main(argv: list[str]) -> int:
         import jax
 
         jax.distributed.initialize()
+    validate(config)
     task = tasks.get(config.task)
+    check_target(config, task)
     workdir = Path(config.workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     inputs = load_inputs(config, task, workdir)

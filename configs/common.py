@@ -90,9 +90,10 @@ def base(analysis: str, *, source: str, task: str, target: str, title: str, head
 
     c.report = ConfigDict({"overlays": 4})
 
-    # The embedded default (profile "demo"): these values replace train.max_epochs and head.custom.* unless those
-    # keys are set on the command line. The full-size custom head is ~38 s per step on 2 CPU cores.
+    # The embedded default (profile "demo"): each value here replaces the key of the same path (demo.train.max_epochs
+    # -> train.max_epochs) unless that key is set on the command line. The full-size custom head is ~38 s per step
+    # on 2 CPU cores.
     c.demo = ConfigDict()
-    c.demo.max_epochs = 15
-    c.demo.custom_head = ConfigDict({"widths": (32, 16), "refine_size": 32, "num_heads": 2, "attention_dim": 16})
+    c.demo.train = ConfigDict({"max_epochs": 15})
+    c.demo.head = ConfigDict({"custom": {"widths": (32, 16), "refine_size": 32, "num_heads": 2, "attention_dim": 16}})
     return c

@@ -83,14 +83,41 @@ def split_lists(config: ConfigDict) -> None:
                                 if not isinstance(part, str) or part.strip())
 
 
+def leaves(block: ConfigDict, prefix: str = ""):
+    """(dotted key, value) of every value in ``block``, depth first."""
+    for key, value in block.items():
+        if isinstance(value, ConfigDict):
+            yield from leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def apply_block(config: ConfigDict, block: ConfigDict, overridden, name: str) -> None:
+    """Put the values of ``block`` (a mirror of part of the config's structure) into ``config``, except the keys
+    set on the command line (``overridden``, or one of their parent groups)."""
+    for key, value in leaves(block):
+        parts = key.split(".")
+        if any(".".join(parts[:i]) in overridden for i in range(1, len(parts) + 1)):
+            continue
+        node = config
+        for part in parts[:-1]:
+            if part not in node or not isinstance(node[part], ConfigDict):
+                raise ConfigError(f"{name}.{key}: the config has no key {key}")
+            node = node[part]
+        if parts[-1] not in node:
+            raise ConfigError(f"{name}.{key}: the config has no key {key}")
+        node[parts[-1]] = value
+
+
 def resolve(config: ConfigDict, overridden=()) -> ConfigDict:
     """Settle the profile and the lists of ``config`` in place and return it.
 
     Profile "auto" is the embedded default ("demo") when no data root is given or an encoder has no checkpoint,
-    else "full". "demo" puts the ``demo`` block's values in place: ``train.max_epochs`` = ``demo.max_epochs``
-    and ``head.custom.*`` = ``demo.custom_head.*`` (the full-size custom head is ~38 s per step on 2 CPU cores)
-    — except for the keys named in ``overridden`` (the command line's ``--config.KEY=VALUE`` paths), which keep
-    the value the user gave, as big_vision applies overrides after its ``runlocal`` argument.
+    else "full". "demo" puts the ``demo`` block's values in place (the block mirrors the config: ``demo.train.
+    max_epochs`` replaces ``train.max_epochs``, ``demo.head.custom`` the custom head's sizes — full size is
+    ~38 s per step on 2 CPU cores) — except for the keys named in ``overridden`` (the command line's
+    ``--config.KEY=VALUE`` paths), which keep the value the user gave, as big_vision applies overrides after its
+    ``runlocal`` argument.
     """
     overridden = set(overridden)
     with config.unlocked():
@@ -103,11 +130,7 @@ def resolve(config: ConfigDict, overridden=()) -> ConfigDict:
         if profile == "auto":
             profile = "demo" if not data_given(config) or random_encoders(config) else "full"
         if profile == "demo":
-            if "train.max_epochs" not in overridden:
-                config.train.max_epochs = config.demo.max_epochs
-            for key, value in config.demo.custom_head.items():
-                if f"head.custom.{key}" not in overridden and "head.custom" not in overridden:
-                    config.head.custom[key] = value
+            apply_block(config, config.demo, overridden, "demo")
         config.profile = profile
     return config
 

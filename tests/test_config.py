@@ -30,8 +30,8 @@ def test_every_analysis_loads_and_names_a_known_task(analysis):
 def test_the_embedded_default_resolves_to_the_demo_values():
     config = parse("--config", str(CONFIGS / "ptx_custom.py")).config
     assert config.profile == "demo"
-    assert config.train.max_epochs == config.demo.max_epochs == 15
-    assert config.head.custom.to_dict() == config.demo.custom_head.to_dict()
+    assert config.train.max_epochs == config.demo.train.max_epochs == 15
+    assert config.head.custom.to_dict() == config.demo.head.custom.to_dict()
 
 
 def test_full_profile_and_real_inputs_keep_the_study_sizes():
@@ -48,7 +48,7 @@ def test_a_key_set_on_the_command_line_is_not_replaced_by_the_demo():
                    "--config.head.custom.refine_size=48")
     c = parsed.config
     assert c.profile == "demo" and c.train.max_epochs == 40 and c.head.custom.refine_size == 48
-    assert c.head.custom.widths == c.demo.custom_head.widths  # the keys not given still follow the demo
+    assert c.head.custom.widths == c.demo.head.custom.widths  # the keys not given still follow the demo
     assert set(parsed.overridden) == {"train.max_epochs", "head.custom.refine_size"}
 
 

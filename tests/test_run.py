@@ -13,7 +13,7 @@ ANALYSES = ["ptx_linear", "ptx_custom", "ptx_cls", "heart_linear", "heart_custom
 SMALL = ["--config.data.synthetic.n=48", "--config.data.synthetic.size=96", "--config.encoders.random.width=32",
          "--config.encoders.random.depth=1", "--config.encoders.random.num_heads=1",
          "--config.encoders.rad_dino.input_size=56", "--config.encoders.chexagent.input_size=64",
-         "--config.encoders.biomedclip.input_size=64", "--config.demo.max_epochs=2",
+         "--config.encoders.biomedclip.input_size=64", "--config.demo.train.max_epochs=2",
          "--config.stats.n_resamples=300", "--config.report.overlays=2", "--config.embed.workers=2"]
 
 
@@ -43,7 +43,7 @@ def _check_outputs(workdir: Path, analysis: str):
     assert split[0].startswith("image_id") and len(split) > 10
     resolved = json.loads((workdir / "config.json").read_text())
     assert resolved["analysis"] == analysis and resolved["profile"] == "demo"
-    assert resolved["train"]["max_epochs"] == 2 and resolved["demo"]["max_epochs"] == 2
+    assert resolved["train"]["max_epochs"] == 2 and resolved["demo"]["train"]["max_epochs"] == 2
     timings = json.loads((workdir / "timings.json").read_text())
     assert {"inputs", "statistics", "report", "embed:rad_dino", "train:biomedclip"} <= set(timings)
     assert list((workdir / "report" / "figures").glob("*.png"))

@@ -120,16 +120,15 @@ def loss_of(config: ConfigDict) -> str:
 # ---------------------------------------------------------------------------------------------------- statistics
 def collect_predictions(config: ConfigDict, workdir: Path):
     """Member 0 of each encoder's head (the paired comparison); the members' spread is in summary.json."""
-    from .prediction_files import load_predictions
+    from . import predictions
+    from .errors import PredictionFileError
 
     segmentation = config.target in SEG_TARGETS
     kind = "mask" if segmentation else ("ranking" if config.target == "label" else "regression")
-    csv = "segmentation.csv" if segmentation else "predictions.csv"
-    sources = {name: str(workdir / "predictions" / name / "member0" / csv) for name in config.encoders.names}
     try:
         # each encoder's masks live on its own input grid, so its true areas are its own
-        loaded = load_predictions(kind, sources, shared_truth=not segmentation)
-    except ValueError as e:
+        loaded = predictions.load_run(workdir, config.encoders.names, kind, shared_truth=not segmentation)
+    except PredictionFileError as e:
         raise RunError(f"predictions in {workdir / 'predictions'} do not match across encoders: {e}") from None
     return loaded.predictions, loaded.y_true, loaded.case_ids
 

@@ -30,12 +30,15 @@ import csv
 import dataclasses
 import json
 import pathlib
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from jaxprobe import metrics as M
 from jaxprobe.errors import PredictionFileError
+
+if TYPE_CHECKING:  # the readers serve the statistics command, which should not have to load JAX
+    from jaxprobe.train import FitResult, TestPredictions
 
 SCORE_COLUMNS = ("case_id", "y_true", "score")
 MASK_STAT_COLUMNS = ("case_id", "intersection", "pred_area", "true_area")
@@ -70,6 +73,106 @@ def summary_file(workdir: str | pathlib.Path, encoder: str) -> pathlib.Path:
 
 def head_file(workdir: str | pathlib.Path, encoder: str) -> pathlib.Path:
     return encoder_dir(workdir, encoder) / "head.json"
+
+
+# ---------------------------------------------------------------------------------------------------- writing
+class MaskFiles:
+    """``predict``'s ``mask_sink``: each member's predicted masks into ``member<k>/masks.npy`` (bool [n,S,S], rows
+    in the CSV's order) through memory maps, so no member's masks are ever held whole. A context manager; the
+    files open at the first batch, which tells the number of members and the mask size."""
+
+    def __init__(self, workdir: str | pathlib.Path, encoder: str, n_cases: int):
+        self.workdir, self.encoder, self.n_cases = workdir, encoder, n_cases
+        self.files: list[np.memmap] = []
+
+    def __call__(self, start: int, masks: np.ndarray) -> None:
+        if not self.files:
+            for k in range(masks.shape[0]):
+                path = masks_file(self.workdir, self.encoder, k)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.files.append(np.lib.format.open_memmap(path, mode="w+", dtype=bool,
+                                                            shape=(self.n_cases,) + masks.shape[2:]))
+        for k, file in enumerate(self.files):
+            file[start:start + masks.shape[1]] = masks[k]
+
+    def close(self) -> None:
+        for file in self.files:
+            file.flush()
+        self.files = []
+
+    def __enter__(self) -> "MaskFiles":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write(workdir: str | pathlib.Path, encoder: str, result: "FitResult", test: "TestPredictions", *,
+          empty_mask_rule: M.EmptyMaskRule = "one") -> dict:
+    """Write each member's CSV (and, for scalar heads, ``logits.npy``) and then ``summary.json``: the
+    configuration, each member's training record, test loss and headline metric (mean Dice under
+    ``empty_mask_rule``, AUROC or R², NaN where the test set leaves it undefined) and their spread. Returns the
+    summary."""
+    member_reports = []
+    for k, training in enumerate(result.members):
+        member_dir(workdir, encoder, k).mkdir(parents=True, exist_ok=True)
+        report = dict(training, test_loss=float(test.loss[k].mean()))
+        if test.is_mask:
+            counts = (test.intersection[k], test.pred_area[k], test.true_area[k])
+            _write_csv(scores_file(workdir, encoder, "mask", k), MASK_STAT_COLUMNS, zip(test.case_ids, *counts))
+            dice = M.dice_from_statistics(M.MaskStatistics(*counts), empty_mask_rule)
+            report["metric"], report["test_mean_dice"] = "dice", M.mean_over_cases(dice)
+        else:
+            logits, ranking = test.outputs[k], result.loss == "bce"
+            score = 1.0 / (1.0 + np.exp(-logits.astype(np.float64))) if ranking else logits
+            _write_csv(scores_file(workdir, encoder, "ranking" if ranking else "regression", k), SCORE_COLUMNS,
+                       zip(test.case_ids, test.y_true, score))
+            np.save(logits_file(workdir, encoder, k), logits)
+            if ranking:
+                report["metric"], report["test_auroc"] = "auroc", _nan_if_undefined(M.auroc_rank_sum, test.y_true,
+                                                                                    score)
+            else:
+                report["metric"], report["test_r2"] = "r2", _nan_if_undefined(M.r2, test.y_true, score)
+        member_reports.append(report)
+    metric_key = {"dice": "test_mean_dice", "auroc": "test_auroc", "r2": "test_r2"}[member_reports[0]["metric"]]
+    summary = {
+        "name": result.name, "loss": result.loss, "config": result.config, "n_test": len(test.case_ids),
+        "members": member_reports,
+        "spread": {"test_loss": _spread([r["test_loss"] for r in member_reports]),
+                   metric_key: _spread([r[metric_key] for r in member_reports]),
+                   "best_val_loss": _spread([r["best_val_loss"] for r in member_reports])},
+        "history": result.history,
+    }
+    summary_file(workdir, encoder).write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def write_head(workdir: str | pathlib.Path, encoder: str, setup: dict) -> None:
+    head_file(workdir, encoder).write_text(json.dumps(setup, indent=2) + "\n")
+
+
+def _nan_if_undefined(metric: Callable[[np.ndarray, np.ndarray], float], y_true, prediction) -> float:
+    # jaxprobe.metrics refuses what it cannot define (one class for AUROC, a constant y_true for R²); a summary
+    # records NaN instead and the statistics module says why
+    try:
+        return metric(y_true, prediction)
+    except ValueError:
+        return float("nan")
+
+
+def _spread(values: Sequence[float]) -> dict:
+    v = np.asarray(values, np.float64)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+            "min": float(v.min()), "max": float(v.max())}
+
+
+def _write_csv(path: pathlib.Path, header: Sequence[str], rows: Iterable[Sequence]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for row in rows:
+            # repr: the shortest text that reads back as the same float64
+            writer.writerow([repr(float(v)) if isinstance(v, (float, np.floating)) else v for v in row])
 
 
 # ---------------------------------------------------------------------------------------------------- reading

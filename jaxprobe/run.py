@@ -186,7 +186,8 @@ def run_analysis(config: ConfigDict, workdir: Path) -> Path:
 
 
 def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
-    from .train import fit, save_predictions
+    from . import predictions
+    from .train import fit, predict
 
     text = banner(config)
     if text:
@@ -203,13 +204,12 @@ def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
     for name in config.encoders.names:
         with timings.stage(f"embed:{name}"):
             encoder, store = store_for(config, name, inputs)
-        pred_dir = workdir / "predictions" / name
         make_head, sizes = head_factory(config, name, encoder.spec)
         setup = json.loads(json.dumps({"head": config.head.name, "sizes": sizes, "loss": loss_of(config),
                                        "train": tcfg.to_dict(), "encoder": encoder.identity(),
                                        "store": str(store.path)}, default=str))
-        if (pred_dir / "summary.json").exists():
-            check_same_setup(pred_dir / "head.json", setup)
+        if predictions.summary_file(workdir, name).exists():
+            check_same_setup(predictions.head_file(workdir, name), setup)
             log.info(f"{name}: predictions exist, skipping training")
             continue
         with timings.stage(f"train:{name}"):
@@ -218,8 +218,11 @@ def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
             result = fit(make_head, data, rows["train"], rows["val"], tcfg, loss=loss_of(config),
                          name=f"{config.analysis}/{name}/{config.head.name}", workdir=workdir / "train" / name)
         with timings.stage(f"predict:{name}"):
-            save_predictions(result, data, rows["test"], pred_dir, save_masks=mask is not None)
-            (pred_dir / "head.json").write_text(json.dumps(setup, indent=2) + "\n")
+            with (predictions.MaskFiles(workdir, name, len(rows["test"])) if mask is not None
+                  else contextlib.nullcontext()) as mask_sink:
+                test = predict(result, data, rows["test"], mask_sink=mask_sink)
+            predictions.write(workdir, name, result, test)
+            predictions.write_head(workdir, name, setup)
     with timings.stage("statistics"):
         statistics(config, workdir)
     with timings.stage("report"):

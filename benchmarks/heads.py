@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from benchmarks.torch_heads import TorchCrossAttentionSegmenter, TorchLinearProbe, TorchLinearSegProbe
 from jaxprobe.heads import CrossAttentionSegmenter, LinearProbe, LinearSegProbe
-from jaxprobe.train import TrainConfig, TrainProgram, data_mesh, init_members
+from jaxprobe.train import TrainConfig, data_mesh, init_members, make_steps
 
 
 def _seconds_per_step(steps: dict, n_steps: int, repeats: int) -> dict:
@@ -57,7 +57,7 @@ def jax_step(make_head, features, targets, loss: str, seeds=(0,)):
     """A closure running one step of jaxprobe.train's vmapped program for ``len(seeds)`` members."""
     config = TrainConfig(seeds=seeds)
     head, graphdef_train, graphdef_eval, state = init_members(make_head, config)
-    program = TrainProgram(graphdef_train, graphdef_eval, loss, config)
+    steps = make_steps(graphdef_train, graphdef_eval, loss, config)
     mesh = data_mesh()
     batch = jax.device_put((tuple(features), targets, np.ones(len(targets), np.float32)),
                            jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")))
@@ -65,7 +65,7 @@ def jax_step(make_head, features, targets, loss: str, seeds=(0,)):
     carry = [state["params"], state["stats"], state["opt_state"]]
 
     def step():
-        params, stats, opt_state, loss_value = program.train_step(*carry, active, *batch)
+        params, stats, opt_state, loss_value = steps.train_step(*carry, active, *batch)
         carry[:] = [params, stats, opt_state]
         return loss_value
 

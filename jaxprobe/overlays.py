@@ -1,7 +1,6 @@
 """Overlays of a few test images with the true mask (green) and each encoder's predicted mask (red)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -10,6 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from . import predictions  # noqa: E402
 from .data import preprocess  # noqa: E402
 from .embed.store import Store  # noqa: E402
 from .encoders.spec import EncoderSpec  # noqa: E402
@@ -17,25 +17,15 @@ from .heads import SCENARIOS  # noqa: E402
 from .tables import display_name  # noqa: E402
 
 
-def _predicted(pred_dir: Path) -> tuple[list[str], np.ndarray]:
-    import csv
-
-    with open(pred_dir / "member0" / "segmentation.csv", newline="") as f:
-        ids = [row["case_id"] for row in csv.DictReader(f)]
-    return ids, np.load(pred_dir / "member0" / "masks.npy", mmap_mode="r")
-
-
 def write_overlays(config, inputs, workdir: Path, n: int = 4) -> Path:
     test = sorted(inputs.rows("test"), key=lambda i: inputs.ids[i])[:n]
     names = list(config.encoders.names)
     fig, axes = plt.subplots(len(test), len(names), figsize=(3.2 * len(names), 3.2 * len(test)), squeeze=False)
     for j, name in enumerate(names):
-        pred_dir = workdir / "predictions" / name
-        head = json.loads((pred_dir / "head.json").read_text())
-        store = Store.open(head["store"])
+        store = Store.open(predictions.read_head(workdir, name)["store"])
         spec = EncoderSpec.from_dict(store.meta["identity"]["spec"])
         row_of = {cid: k for k, cid in enumerate(store.ids)}
-        pred_ids, pred_masks = _predicted(pred_dir)
+        pred_ids, pred_masks = predictions.load_masks(workdir, name)
         pred_row = {cid: k for k, cid in enumerate(pred_ids)}
         for i, row in enumerate(test):
             cid = inputs.ids[row]

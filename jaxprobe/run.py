@@ -110,13 +110,14 @@ def check_same_setup(path: Path, setup: dict) -> None:
 # ---------------------------------------------------------------------------------------------------- statistics
 def collect_predictions(config: ConfigDict, task: Task, workdir: Path):
     """Member 0 of each encoder's head (the paired comparison); the members' spread is in summary.json."""
-    from .prediction_files import load_predictions
+    from . import predictions
+    from .errors import PredictionFileError
 
-    csv = "segmentation.csv" if task.prediction_format == "segmentation" else "predictions.csv"
-    sources = {name: str(workdir / "predictions" / name / "member0" / csv) for name in config.encoders.names}
     try:
-        loaded = load_predictions(task.metric_kind, sources, shared_truth=task.shared_truth)
-    except ValueError as e:
+        # each encoder's masks live on its own input grid, so its true areas are its own (task.shared_truth)
+        loaded = predictions.load_run(workdir, config.encoders.names, task.metric_kind,
+                                      shared_truth=task.shared_truth)
+    except PredictionFileError as e:
         raise RunError(f"predictions in {workdir / 'predictions'} do not match across encoders: {e}") from None
     return loaded.predictions, loaded.y_true, loaded.case_ids
 
@@ -176,7 +177,8 @@ def run_analysis(config: ConfigDict, workdir: Path) -> Path:
 
 
 def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
-    from .train import fit, save_predictions
+    from . import predictions
+    from .train import fit, predict
 
     validate(config)
     task = tasks.get(config.task)
@@ -192,13 +194,12 @@ def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
     for name in config.encoders.names:
         with timings.stage(f"embed:{name}"):
             encoder, store = store_for(config, task, name, inputs)
-        pred_dir = workdir / "predictions" / name
         make_head, sizes = head_factory(config, encoder.spec)
         setup = json.loads(json.dumps({"head": config.head.name, "sizes": sizes, "loss": task.loss,
                                        "train": tcfg.to_dict(), "encoder": encoder.identity(),
                                        "store": str(store.path)}, default=str))
-        if (pred_dir / "summary.json").exists():
-            check_same_setup(pred_dir / "head.json", setup)
+        if predictions.summary_file(workdir, name).exists():
+            check_same_setup(predictions.head_file(workdir, name), setup)
             log.info(f"{name}: predictions exist, skipping training")
             continue
         with timings.stage(f"train:{name}"):
@@ -207,8 +208,11 @@ def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
             result = fit(make_head, data, rows["train"], rows["val"], tcfg, loss=task.loss,
                          name=f"{config.analysis}/{name}/{config.head.name}", workdir=workdir / "train" / name)
         with timings.stage(f"predict:{name}"):
-            save_predictions(result, data, rows["test"], pred_dir, save_masks=segmentation)
-            (pred_dir / "head.json").write_text(json.dumps(setup, indent=2) + "\n")
+            with (predictions.MaskFiles(workdir, name, len(rows["test"])) if segmentation
+                  else contextlib.nullcontext()) as mask_sink:
+                test = predict(result, data, rows["test"], mask_sink=mask_sink)
+            predictions.write(workdir, name, result, test)
+            predictions.write_head(workdir, name, setup)
     with timings.stage("statistics"):
         statistics(config, task, workdir)
     with timings.stage("report"):

@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from jaxprobe import prediction_files, results as results_io
+    from jaxprobe import predictions, results as results_io
 
     args = build_parser().parse_args(argv)
     sources = {}
@@ -354,9 +354,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(kinds) != 1:
         raise SystemExit(f"metrics {args.metric} mix kinds; run classification, regression and segmentation separately")
     kind = kinds.pop()
-    loaded = prediction_files.load_predictions(kind, sources, true_masks=args.true_masks,
-                                               mask_threshold=args.mask_threshold, mask_values=args.mask_values,
-                                               intersect=args.intersect)
+    loaded = predictions.load_predictions(kind, sources, true_masks=args.true_masks,
+                                          mask_threshold=args.mask_threshold, mask_values=args.mask_values,
+                                          intersect=args.intersect)
     for line in loaded.report_lines():
         print(line, file=sys.stderr)
     comparisons = compare_metrics(

@@ -1,7 +1,7 @@
 """The three kinds of analysis — binary segmentation, binary classification, regression — and what each one owns.
 
 A ``Task`` says which stored target it reads (a mask, a 0/1 label, a value), which cases it uses, its loss, the
-heads it accepts, its metric kind and default metrics, the layout of its prediction files, whether bootstrap
+heads it accepts, its metric kind (and with it the layout of its prediction files) and default metrics, whether bootstrap
 resamples are drawn within classes, and whether every encoder is scored against one ground truth. An analysis
 config names a task and a target (``config.task = "segmentation"``, ``config.target = "pneumothorax"``); the
 run, the inputs, the statistics and the report ask the task instead of branching on target names.
@@ -22,10 +22,11 @@ class Task:
     cases: str  # "positives" (cases with a non-empty target mask) | "labelled" (balanced on request) | "valued"
     loss: str  # jaxprobe.train loss: "bce" (logits) | "mse"
     heads: tuple[str, ...]  # heads trained for this task (jaxprobe.heads)
-    metric_kind: str  # jaxprobe.metrics kind: "mask" | "ranking" | "regression"
+    # jaxprobe.metrics kind: "mask" | "ranking" | "regression"; it also fixes the prediction files' layout
+    # (jaxprobe.predictions: per-case pixel counts for masks, case_id/y_true/score otherwise)
+    metric_kind: str
     metrics: tuple[str, ...]  # the study's metrics for this task
     result_kind: str  # results.json "kind": "segmentation" | "classification" | "regression"
-    prediction_format: str  # jaxprobe.predictions format: "segmentation" (per-case pixel counts) | "scores"
     # Resample AUROC/AUPRC within each class, so every resample keeps the test set's prevalence.
     stratifiable: bool
     # One ground truth for every encoder. False for masks: each encoder's masks live on its own input grid
@@ -48,15 +49,15 @@ class Task:
 
 SEGMENTATION = Task(
     name="segmentation", target_kind="mask", cases="positives", loss="bce", heads=("linear_seg", "custom_seg"),
-    metric_kind="mask", metrics=("dice", "iou"), result_kind="segmentation", prediction_format="segmentation",
+    metric_kind="mask", metrics=("dice", "iou"), result_kind="segmentation",
     stratifiable=False, shared_truth=False)
 CLASSIFICATION = Task(
     name="classification", target_kind="label", cases="labelled", loss="bce", heads=("linear",),
-    metric_kind="ranking", metrics=("auroc", "auprc"), result_kind="classification", prediction_format="scores",
+    metric_kind="ranking", metrics=("auroc", "auprc"), result_kind="classification",
     stratifiable=True, shared_truth=True)
 REGRESSION = Task(
     name="regression", target_kind="value", cases="valued", loss="mse", heads=("linear",),
-    metric_kind="regression", metrics=("r2", "mse"), result_kind="regression", prediction_format="scores",
+    metric_kind="regression", metrics=("r2", "mse"), result_kind="regression",
     stratifiable=False, shared_truth=True)
 
 TASKS = {t.name: t for t in (SEGMENTATION, CLASSIFICATION, REGRESSION)}

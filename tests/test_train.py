@@ -1,4 +1,4 @@
-"""Training on constructed features whose answer is known; early stopping, members, resume, errors."""
+"""Training on constructed features whose answer is known; prediction and its files, members, resume, errors."""
 import csv
 import json
 import os
@@ -13,7 +13,8 @@ import pytest
 from sklearn.metrics import r2_score, roc_auc_score
 
 from jaxprobe.heads import CrossAttentionSegmenter, LinearProbe, LinearSegProbe, resize_bilinear
-from jaxprobe.train import ProbeData, TrainConfig, fit, save_predictions
+from jaxprobe import predictions
+from jaxprobe.train import ProbeData, TrainConfig, fit, predict
 
 G, C, S, D = 6, 8, 24, 5
 TINY = dict(widths=(8, 8), refine_size=12, num_heads=2, attention_dim=8)
@@ -59,10 +60,15 @@ def test_linear_seg_probe_learns_a_mask_contained_in_the_features(tmp_path):
     config = TrainConfig(learning_rate=3e-2, max_epochs=25)
     result = fit(lambda rngs: LinearSegProbe(C, G, S, rngs=rngs), data, *SPLIT[:2], config, loss="bce",
                  progress=False)
-    summary = save_predictions(result, data, SPLIT[2][::-1], tmp_path, save_masks=True, progress=False)
-    rows = read_csv(tmp_path / "member0" / "segmentation.csv")
-    masks = np.load(tmp_path / "member0" / "masks.npy")
+    with predictions.MaskFiles(tmp_path, "enc", len(SPLIT[2])) as sink:
+        test = predict(result, data, SPLIT[2][::-1], progress=False, mask_sink=sink)
+    summary = predictions.write(tmp_path, "enc", result, test)
+    rows = read_csv(tmp_path / "predictions" / "enc" / "member0" / "segmentation.csv")
+    masks = np.load(tmp_path / "predictions" / "enc" / "member0" / "masks.npy")
     assert [r["case_id"] for r in rows] == [f"case{i}" for i in SPLIT[2]]  # increasing row order
+    assert test.case_ids.tolist() == [f"case{i}" for i in SPLIT[2]] and test.intersection.dtype == np.int64
+    np.testing.assert_array_equal(test.intersection[0], [int(r["intersection"]) for r in rows])
+    assert predictions.load_masks(tmp_path, "enc")[0] == test.case_ids.tolist()
     truth = data.targets[SPLIT[2]].astype(bool)
     np.testing.assert_array_equal([int(r["intersection"]) for r in rows], (masks & truth).sum((1, 2)))
     np.testing.assert_array_equal([int(r["pred_area"]) for r in rows], masks.sum((1, 2)))
@@ -81,8 +87,9 @@ def test_cross_attention_segmenter_learns_the_mask(tmp_path):
     config = TrainConfig(learning_rate=1e-2, max_epochs=20)
     result = fit(lambda rngs: CrossAttentionSegmenter(C, D, G, S, rngs=rngs, **TINY), data, *SPLIT[:2], config,
                  loss="bce", progress=False)
-    save_predictions(result, data, SPLIT[2], tmp_path, progress=False)
-    rows = read_csv(tmp_path / "member0" / "segmentation.csv")
+    predictions.write(tmp_path, "enc", result, predict(result, data, SPLIT[2], progress=False))
+    rows = read_csv(tmp_path / "predictions" / "enc" / "member0" / "segmentation.csv")
+    assert not (tmp_path / "predictions" / "enc" / "member0" / "masks.npy").exists()
     dice = [2 * int(r["intersection"]) / (int(r["pred_area"]) + int(r["true_area"])) for r in rows]
     assert np.mean(dice) > 0.9
 
@@ -93,9 +100,13 @@ def test_linear_probe_learns_labels_and_ctr(tmp_path, kind):
     config = TrainConfig(learning_rate=3e-2, max_epochs=40, seeds=(0, 1))
     result = fit(lambda rngs: LinearProbe(D, rngs=rngs), data, np.arange(200), np.arange(200, 240), config,
                  loss=kind, progress=False)
-    summary = save_predictions(result, data, np.arange(240, 300), tmp_path, progress=False)
+    test = predict(result, data, np.arange(240, 300), progress=False)
+    summary = predictions.write(tmp_path, "enc", result, test)
+    assert test.outputs.shape == test.loss.shape == (2, 60) and test.intersection is None
     for k in range(2):
-        rows = read_csv(tmp_path / f"member{k}" / "predictions.csv")
+        rows = read_csv(tmp_path / "predictions" / "enc" / f"member{k}" / "predictions.csv")
+        np.testing.assert_array_equal(np.load(tmp_path / "predictions" / "enc" / f"member{k}" / "logits.npy"),
+                                      test.outputs[k])
         assert rows[0]["case_id"] == "id,240"
         y_true = np.array([float(r["y_true"]) for r in rows])
         score = np.array([float(r["score"]) for r in rows])

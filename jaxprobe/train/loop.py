@@ -1,0 +1,248 @@
+"""The training loop: K members of one head stepped by one jitted, vmapped program until early stopping ends them.
+
+A training run trains K *members* of one head at once: K seeds (different initialisations) and/or K learning
+rates, stacked along a leading axis and stepped by one jitted, vmapped program, each with its own early
+stopping (a stopped member is frozen; the run ends when all have stopped or at ``max_epochs``). All members
+see the same batches in the same order (``shuffle_seed``), so member k of a K-member run is the same training
+as a one-member run with member k's seed and learning rate.
+
+With a ``workdir``, every epoch ends with an Orbax checkpoint (weights, optimiser state, early-stopping state,
+history); calling ``fit`` again with the same workdir resumes, or returns at once if training had finished.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import pathlib
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from tqdm.auto import tqdm
+
+from ..errors import TrainingError
+from . import early_stopping
+from .batches import Batches, check_mesh, data_mesh
+from .checkpoints import Checkpoints, digest
+from .config import ProbeData, TrainConfig, check_data
+from .losses import per_sample_loss
+
+
+def make_optimizer(config: TrainConfig, learning_rate: float | None = None) -> optax.GradientTransformation:
+    """AdamW whose learning rate lives in the optimiser state, so members can carry different ones."""
+    return optax.inject_hyperparams(optax.adamw)(
+        learning_rate=config.learning_rate if learning_rate is None else learning_rate, b1=config.adam_b1,
+        b2=config.adam_b2, eps=config.adam_eps, weight_decay=config.weight_decay)
+
+
+# ------------------------------------------------------------------------------------------- step functions
+def member_loss(graphdef, loss: str, params, stats, features, targets, weights):
+    """One member's weighted mean batch loss (padding rows weigh 0) and its updated BatchNorm statistics."""
+    head = nnx.merge(graphdef, params, stats, copy=True)
+    outputs = head(*features, sample_mask=weights > 0)
+    losses = per_sample_loss(loss, outputs, targets)
+    return jnp.sum(losses * weights) / jnp.sum(weights), nnx.state(head, nnx.BatchStat)
+
+
+def member_step(graphdef, loss: str, tx, params, stats, opt_state, active, features, targets, weights):
+    (value, new_stats), grads = jax.value_and_grad(functools.partial(member_loss, graphdef, loss), has_aux=True)(
+        params, stats, features, targets, weights)
+    updates, new_opt_state = tx.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+
+    def keep(new, old):  # a stopped member stays as it was
+        return jax.tree.map(lambda n, o: jnp.where(active, n, o), new, old)
+    return keep(new_params, params), keep(new_stats, stats), keep(new_opt_state, opt_state), value
+
+
+def members_outputs(graphdef, params, stats, features):
+    """Every member's outputs for one shared batch: [K, B, ...]."""
+    def member_outputs(params, stats, features):
+        return nnx.merge(graphdef, params, stats, copy=True)(*features)
+    return jax.vmap(member_outputs, in_axes=(0, 0, None))(params, stats, features)
+
+
+def members_losses(loss: str, outputs, targets):
+    """Per-sample losses of every member's outputs against the shared targets: [K, B]."""
+    return jax.vmap(per_sample_loss, in_axes=(None, 0, None))(loss, outputs, targets)
+
+
+def eval_losses(graphdef, loss: str, params, stats, features, targets, weights):
+    """Each member's summed validation loss over the real rows of a batch: [K]."""
+    losses = members_losses(loss, members_outputs(graphdef, params, stats, features), targets)
+    return jnp.sum(losses * weights, axis=1)
+
+
+def select_members(condition: jax.Array, new: Any, old: Any) -> Any:
+    """Per member (leading axis): ``new`` where condition holds, else ``old``."""
+    def pick(a, b):
+        return jnp.where(condition.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
+    return jax.tree.map(pick, new, old)
+
+
+keep_best = jax.jit(select_members)
+
+
+class TrainSteps(NamedTuple):
+    """The compiled steps of one head's K members, over states stacked on a leading member axis.
+
+    ``train_step(params, stats, opt_state, active[K], features, targets, weights)`` -> updated
+    (params, stats, opt_state) and the K batch losses; batches are shared by all members."""
+
+    train_step: Callable
+    eval_losses: Callable
+
+
+def make_steps(graphdef_train, graphdef_eval, loss: str, config: TrainConfig) -> TrainSteps:
+    train = functools.partial(member_step, graphdef_train, loss, make_optimizer(config))
+    return TrainSteps(
+        train_step=jax.jit(jax.vmap(train, in_axes=(0, 0, 0, 0, None, None, None)), donate_argnums=(0, 1, 2)),
+        eval_losses=jax.jit(functools.partial(eval_losses, graphdef_eval, loss)))
+
+
+# ------------------------------------------------------------------------------------------- the members
+def _stack(trees: Sequence[Any]) -> Any:
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def init_members(make_head: Callable[[nnx.Rngs], nnx.Module], config: TrainConfig):
+    """Build one head per member and stack their states: returns (a member's head, training-mode graph,
+    evaluation-mode graph, {"params", "stats", "opt_state", "best_params", "best_stats"} with a leading
+    member axis)."""
+    members = config.members()
+    heads = [make_head(nnx.Rngs(seed)) for seed, _ in members]
+    for head in heads:
+        head.train()
+    graphdef_train, _, _ = nnx.split(heads[0], nnx.Param, nnx.BatchStat)
+    heads[0].eval()
+    graphdef_eval, _, _ = nnx.split(heads[0], nnx.Param, nnx.BatchStat)
+    splits = [nnx.split(h, nnx.Param, nnx.BatchStat) for h in heads]
+    state = {"params": _stack([s[1] for s in splits]), "stats": _stack([s[2] for s in splits])}
+    state["opt_state"] = _stack([make_optimizer(config, lr).init(s[1]) for s, (_, lr) in zip(splits, members)])
+    state["best_params"] = jax.tree.map(jnp.copy, state["params"])
+    state["best_stats"] = jax.tree.map(jnp.copy, state["stats"])
+    return heads[0], graphdef_train, graphdef_eval, state
+
+
+@dataclasses.dataclass
+class FitResult:
+    """The best-validation weights of each member (stacked on a leading axis) and what produced them."""
+
+    name: str
+    loss: str
+    inputs: tuple[str, ...]
+    output: str
+    graphdef: Any  # evaluation-mode graph
+    params: Any
+    batch_stats: Any
+    members: list[dict]
+    history: dict
+    config: dict
+
+    def head(self, member: int = 0) -> nnx.Module:
+        """Member ``member``'s best head, in evaluation mode."""
+        take = lambda tree: jax.tree.map(lambda a: a[member], tree)  # noqa: E731
+        return nnx.merge(self.graphdef, take(self.params), take(self.batch_stats), copy=True)
+
+
+# ------------------------------------------------------------------------------------------- the loop
+def fit(make_head: Callable[[nnx.Rngs], nnx.Module], data: ProbeData, train_idx: Sequence[int],
+        val_idx: Sequence[int], config: TrainConfig = TrainConfig(), *, loss: str, name: str = "head",
+        workdir: str | pathlib.Path | None = None, mesh: Mesh | None = None, progress: bool = True,
+        on_epoch_end: Callable[[int, dict], None] | None = None) -> FitResult:
+    """Train ``len(config.members())`` members of the head built by ``make_head(rngs)`` and keep, for each,
+    the weights of its best validation epoch.
+
+    ``loss`` is "bce" (logits; masks or binary labels) or "mse" (regression). ``on_epoch_end(epoch, record)``
+    runs after each epoch's checkpoint. Raises ``TrainingError`` (a ``FloatingPointError``) naming the head,
+    member, epoch and step on a non-finite loss.
+    """
+    train_idx, val_idx = np.asarray(train_idx, np.int64), np.asarray(val_idx, np.int64)
+    mesh = mesh if mesh is not None else data_mesh()
+    members = config.members()
+    head, graphdef_train, graphdef_eval, state = init_members(make_head, config)
+    check_data(name, head, loss, data, train_idx, val_idx)
+    check_mesh(name, mesh, config)
+    inputs, output = tuple(head.inputs), head.output
+    replicated = NamedSharding(mesh, P())
+    state = jax.device_put(state, replicated)
+    k_members = len(members)
+    stopping = early_stopping.StoppingState.start(k_members)
+    history = {"train_loss": [], "val_loss": []}
+    signature = {
+        "name": name, "loss": loss, "head": type(head).__name__, "config": config.to_dict(),
+        "param_shapes": [list(a.shape) for a in jax.tree.leaves(state["params"])],
+        "data": digest(train_idx, val_idx), "rows": len(data.case_ids),
+    }
+    first_epoch = 0
+    checkpoints = Checkpoints(workdir) if workdir is not None else None
+    if checkpoints is not None and (meta := checkpoints.resumable_meta(name, signature)) is not None:
+        state = checkpoints.restore(state)
+        stopping = early_stopping.StoppingState.from_dict(meta["track"])
+        history, first_epoch = meta["history"], meta["epochs_done"]
+
+    steps = make_steps(graphdef_train, graphdef_eval, loss, config)
+    batches = Batches(data, inputs, mesh, config.data_on_device, np.concatenate([train_idx, val_idx]))
+    epochs = tqdm(range(first_epoch, config.max_epochs), desc=name, disable=not progress, unit="epoch",
+                  initial=first_epoch, total=config.max_epochs)
+    for epoch in epochs:
+        if not any(stopping.active):
+            break
+        was_active = np.asarray(stopping.active)
+        active = jax.device_put(was_active, replicated)
+        order = np.random.default_rng([config.shuffle_seed, epoch]).permutation(train_idx)
+        step_losses, step_weights = [], []
+        params, stats, opt_state = state["params"], state["stats"], state["opt_state"]
+        for (_, weights), (features, targets, weights_dev) in batches(order, config.batch_size):
+            params, stats, opt_state, value = steps.train_step(params, stats, opt_state, active, features,
+                                                               targets, weights_dev)
+            step_losses.append(value)
+            step_weights.append(weights.sum())
+        state.update(params=params, stats=stats, opt_state=opt_state)
+        step_losses = np.asarray(jnp.stack(step_losses))  # [steps, K]
+        _raise_if_not_finite(name, "training", step_losses, members, epoch, was_active)
+        train_loss = (step_losses * np.asarray(step_weights)[:, None]).sum(0) / len(train_idx)
+
+        val_sum = jnp.zeros(k_members)
+        for _, (features, targets, weights_dev) in batches(val_idx, config.eval_batch_size):
+            val_sum = val_sum + steps.eval_losses(state["params"], state["stats"], features, targets, weights_dev)
+        val_loss = np.asarray(val_sum) / len(val_idx)
+        _raise_if_not_finite(name, "validation", val_loss[None], members, epoch, was_active)
+
+        stopping, improved = early_stopping.update(stopping, val_loss, epoch, config.min_delta, config.patience)
+        improved_dev = jax.device_put(improved, replicated)
+        state["best_params"] = keep_best(improved_dev, state["params"], state["best_params"])
+        state["best_stats"] = keep_best(improved_dev, state["stats"], state["best_stats"])
+        history["train_loss"].append([float(v) if a else None for v, a in zip(train_loss, was_active)])
+        history["val_loss"].append([float(v) if a else None for v, a in zip(val_loss, was_active)])
+        if checkpoints is not None:
+            checkpoints.save(epoch + 1, state, {"signature": signature, "track": stopping.to_dict(),
+                                                "history": history, "epochs_done": epoch + 1})
+        epochs.set_postfix(val=f"{np.nanmin(np.where(was_active, val_loss, np.nan)):.4g}",
+                           active=f"{sum(stopping.active)}/{k_members}")
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, {"train_loss": train_loss.tolist(), "val_loss": val_loss.tolist(),
+                                 "active": list(stopping.active)})
+    epochs.close()
+
+    summary = [{"member": k, "seed": seed, "learning_rate": lr, "best_epoch": stopping.best_epoch[k],
+                "best_val_loss": stopping.best_val_loss[k], "epochs_trained": stopping.epochs_trained[k],
+                "early_stopped": not stopping.active[k]} for k, (seed, lr) in enumerate(members)]
+    return FitResult(name=name, loss=loss, inputs=inputs, output=output, graphdef=graphdef_eval,
+                     params=state["best_params"], batch_stats=state["best_stats"], members=summary,
+                     history=history, config=config.to_dict())
+
+
+def _raise_if_not_finite(name, what, losses, members, epoch, active) -> None:
+    bad = ~np.isfinite(losses) & np.asarray(active)[None]
+    if bad.any():
+        step, k = map(int, np.argwhere(bad)[0])
+        seed, lr = members[k]
+        where = f"step {step}" if what == "training" else "the validation pass"
+        raise TrainingError(
+            f"{name}: non-finite {what} loss {losses[step, k]} for member {k} (seed {seed}, learning rate {lr}) "
+            f"at epoch {epoch}, {where}")

@@ -20,8 +20,8 @@ LAYERS = [
     ["jaxprobe.predictions"],
     ["jaxprobe.bootstrap", "jaxprobe.delong", "jaxprobe.stats"],
     ["jaxprobe.results", "jaxprobe.tables"],
-    ["jaxprobe.report", "jaxprobe.overlays", "jaxprobe.stats.__main__", "jaxprobe.embed.__main__"],
-    ["jaxprobe.run", "jaxprobe.validate"],
+    ["jaxprobe.report", "jaxprobe.overlays", "jaxprobe.stats.__main__"],
+    ["jaxprobe.run", "jaxprobe.validate", "jaxprobe.embed.__main__"],
 ]
 LONG_MODULES = {"jaxprobe/bootstrap.py"}  # the bootstrap engine may stay whole (issue 11)
 

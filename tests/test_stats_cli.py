@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from jaxprobe import metrics as M
-from jaxprobe import stats
+from jaxprobe.stats import compare_metrics
+from jaxprobe.stats.__main__ import main as stats_main
 
 
 def _write_scores(path, case_ids, y, score):
@@ -37,7 +38,7 @@ def classification_files(tmp_path):
 def test_cli_classification_matches_the_python_api(classification_files, tmp_path):
     ids, y, paths = classification_files
     out = tmp_path / "run"
-    rc = stats.main(["--metric", "auroc", "--metric", "auprc", "--n-resamples", "300", "--seed", "4",
+    rc = stats_main(["--metric", "auroc", "--metric", "auprc", "--n-resamples", "300", "--seed", "4",
                      "--task", "pneumothorax classification", "--scenario", "linear probe", "--out", str(out)]
                     + sum((["--pred", f"{m}={p}"] for m, (p, _) in paths.items()), []))
     assert rc == 0
@@ -46,7 +47,7 @@ def test_cli_classification_matches_the_python_api(classification_files, tmp_pat
     assert data["kind"] == "classification" and data["n_cases"] == 120
     assert data["settings"]["stratified"] is True and data["settings"]["seed"] == 4
     scores = {m: np.array([s[i] for i in ids]) for m, (_, s) in paths.items()}
-    api = stats.compare_metrics(["auroc", "auprc"], y, scores, n_resamples=300, seed=4)
+    api = compare_metrics(["auroc", "auprc"], y, scores, n_resamples=300, seed=4)
     for metric in ("auroc", "average_precision"):
         got = data["metrics"][metric]
         for m in scores:
@@ -61,35 +62,42 @@ def test_cli_classification_matches_the_python_api(classification_files, tmp_pat
     assert rows[0]["model_a"] == "rad_dino" and rows[0]["significant"] in ("yes", "no")
 
 
-def test_mismatched_case_ids_are_reported(classification_files, tmp_path):
+def test_mismatched_case_ids_are_reported(classification_files, tmp_path, capsys):
     ids, y, paths = classification_files
     short = tmp_path / "short.csv"
     _write_scores(short, ids[:-2], y[:-2], np.zeros(len(ids) - 2))
     args = ["--metric", "auroc", "--n-resamples", "50", "--task", "t", "--out", str(tmp_path / "r"),
             "--pred", f"a={paths['rad_dino'][0]}", "--pred", f"b={short}"]
-    with pytest.raises(ValueError, match=r"different cases.*case118"):
-        stats.main(args)
-    assert stats.main(args + ["--intersect"]) == 0
+    _fails(capsys, r"different cases.*case118", args)
+    assert stats_main(args + ["--intersect"]) == 0
     data = json.loads((tmp_path / "r" / "results.json").read_text())
     assert data["n_cases"] == len(ids) - 2
     assert data["cases"]["n_dropped_per_model"] == {"a": 2, "b": 0}
 
 
-def test_conflicting_labels_and_bad_rows_name_the_file(classification_files, tmp_path):
+def test_conflicting_labels_and_bad_rows_name_the_file(classification_files, tmp_path, capsys):
     ids, y, paths = classification_files
     flipped = tmp_path / "flipped.csv"
     _write_scores(flipped, ids, 1 - y, np.zeros(len(ids)))
-    with pytest.raises(ValueError, match="y_true of case 'case000'"):
-        stats.main(["--metric", "auroc", "--task", "t", "--out", str(tmp_path / "r"),
-                    "--pred", f"a={paths['rad_dino'][0]}", "--pred", f"b={flipped}"])
+    _fails(capsys, "y_true of case 'case000'", ["--metric", "auroc", "--task", "t", "--out", str(tmp_path / "r"),
+                                                "--pred", f"a={paths['rad_dino'][0]}", "--pred", f"b={flipped}"])
     broken = tmp_path / "broken.csv"
     broken.write_text("case_id,y_true,score\nx,1,0.3\ny,0,high\n")
-    with pytest.raises(ValueError, match=r"broken.csv, line 3 \(case 'y'\)"):
-        stats.main(["--metric", "auroc", "--task", "t", "--out", str(tmp_path / "r"), "--pred", f"a={broken}"])
+    _fails(capsys, r"broken.csv, line 3 \(case 'y'\)",
+           ["--metric", "auroc", "--task", "t", "--out", str(tmp_path / "r"), "--pred", f"a={broken}"])
     wrong = tmp_path / "wrong.csv"
     wrong.write_text("id,label,prob\nx,1,0.3\n")
-    with pytest.raises(ValueError, match="missing column"):
-        stats.main(["--metric", "auroc", "--task", "t", "--out", str(tmp_path / "r"), "--pred", f"a={wrong}"])
+    _fails(capsys, "missing column",
+           ["--metric", "auroc", "--task", "t", "--out", str(tmp_path / "r"), "--pred", f"a={wrong}"])
+
+
+def _fails(capsys, pattern, args):
+    """The command refuses the input: exit status 2 and ``error: ...`` matching ``pattern``, no traceback."""
+    import re
+
+    assert stats_main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and re.search(pattern, err) and "Traceback" not in err, err
 
 
 def _masks(seed, n=12, size=24):
@@ -124,9 +132,9 @@ def test_cli_segmentation_from_mask_folders_and_statistics(tmp_path):
             w.writerows(zip([f"img{i}" for i in range(len(true))], s.intersection, s.pred_area, s.true_area))
     common = ["--metric", "dice", "--metric", "iou", "--n-resamples", "200", "--empty-mask-rule", "one",
               "--task", "pneumothorax segmentation", "--scenario", "custom model"]
-    assert stats.main(common + ["--out", str(tmp_path / "from_png"), "--true-masks", str(tmp_path / "true")]
+    assert stats_main(common + ["--out", str(tmp_path / "from_png"), "--true-masks", str(tmp_path / "true")]
                       + [f"--pred={m}={tmp_path / m}" for m in probs]) == 0
-    assert stats.main(common + ["--out", str(tmp_path / "from_csv")]
+    assert stats_main(common + ["--out", str(tmp_path / "from_csv")]
                       + [f"--pred={m}={p}" for m, p in stats_files.items()]) == 0
     a = json.loads((tmp_path / "from_png" / "results.json").read_text())
     b = json.loads((tmp_path / "from_csv" / "results.json").read_text())
@@ -136,7 +144,7 @@ def test_cli_segmentation_from_mask_folders_and_statistics(tmp_path):
     assert a["metrics"]["dice"]["models"]["rad_dino"]["estimate"] == pytest.approx(expected, abs=1e-12)
 
 
-def test_label_masks_saved_as_zero_one_are_not_read_as_probabilities(tmp_path):
+def test_label_masks_saved_as_zero_one_are_not_read_as_probabilities(tmp_path, capsys):
     true = _masks(2, n=3)
     for folder in ("true", "pred"):
         (tmp_path / folder).mkdir()
@@ -144,13 +152,11 @@ def test_label_masks_saved_as_zero_one_are_not_read_as_probabilities(tmp_path):
             Image.fromarray(m.astype(np.uint8)).save(tmp_path / folder / f"c{i}.png")
     args = ["--metric", "dice", "--n-resamples", "20", "--task", "t", "--out", str(tmp_path / "r"),
             "--true-masks", str(tmp_path / "true"), f"--pred=a={tmp_path / 'pred'}"]
-    with pytest.raises(ValueError, match="--mask-values label"):
-        stats.main(args)
+    _fails(capsys, "--mask-values label", args)
     (tmp_path / "pred" / "c2.png").rename(tmp_path / "c2.png")
-    with pytest.raises(ValueError, match=r"no predicted mask for 1 true masks.*'c2'"):
-        stats.main(args + ["--mask-values", "label"])
+    _fails(capsys, r"no predicted mask for 1 true masks.*'c2'", args + ["--mask-values", "label"])
     (tmp_path / "c2.png").rename(tmp_path / "pred" / "c2.png")
-    assert stats.main(args + ["--mask-values", "label"]) == 0
+    assert stats_main(args + ["--mask-values", "label"]) == 0
     data = json.loads((tmp_path / "r" / "results.json").read_text())
     assert data["metrics"]["dice"]["models"]["a"]["estimate"] == pytest.approx(2 / 3)   # case 0 both empty -> 0
 

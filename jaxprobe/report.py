@@ -25,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from jaxprobe import results as R  # noqa: E402
+from jaxprobe.errors import ConfigError, guarded  # noqa: E402
 from jaxprobe import tables as T  # noqa: E402
 
 MODEL_COLOURS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
@@ -157,7 +158,7 @@ def build_report(run_dirs: Sequence[str], out_dir) -> pathlib.Path:
     for d, a in zip(run_dirs, analyses):
         key = (a["task"], a["scenario"])
         if key in seen:
-            raise ValueError(f"{d} and {seen[key]} are both {a['task']!r} / {a['scenario']!r}; pass each analysis once")
+            raise ConfigError(f"{d} and {seen[key]} are both {a['task']!r} / {a['scenario']!r}; pass each analysis once")
         seen[key] = d
     all_models = T.models_in_order(analyses)
 
@@ -187,6 +188,10 @@ def build_report(run_dirs: Sequence[str], out_dir) -> pathlib.Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    return guarded(lambda: _main(argv))
+
+
+def _main(argv) -> int:
     p = argparse.ArgumentParser(prog="python -m jaxprobe.report",
                                 description="Table 2, Table S1 and figures from several run directories.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="directories holding results.json")
@@ -198,8 +203,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (ValueError, FileNotFoundError) as error:   # bad input: the message names the file and the problem
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(main())

@@ -48,6 +48,7 @@ import pathlib
 from typing import Mapping
 
 from . import tables
+from .errors import RunError
 
 SCHEMA = "jaxprobe.analysis/1"
 KINDS = ("classification", "segmentation", "regression")
@@ -115,12 +116,15 @@ def write_analysis(run_dir, *, task: str, scenario: str, comparisons: Mapping[st
 def load_analysis(run_dir) -> dict:
     path = pathlib.Path(run_dir) / "results.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no results.json (write it with jaxprobe.results.write_analysis "
+        raise RunError(f"{path}: no results.json (write it with jaxprobe.results.write_analysis "
                                 "or python -m jaxprobe.stats)")
-    data = json.loads(path.read_text())
-    if data.get("schema") != SCHEMA:
-        raise ValueError(f"{path}: schema is {data.get('schema')!r}, expected {SCHEMA!r}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise RunError(f"{path}: not valid JSON ({e}); re-run the statistics stage") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise RunError(f"{path}: schema is {data.get('schema')!r}, expected {SCHEMA!r}")
     for key in ("task", "scenario", "kind", "models", "settings", "metrics"):
         if key not in data:
-            raise ValueError(f"{path}: missing key {key!r}")
+            raise RunError(f"{path}: missing key {key!r}")
     return data

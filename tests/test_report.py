@@ -76,16 +76,23 @@ def test_relative_improvement_follows_the_metric_direction():
     assert report.relative_improvement(0.002, 0.001, higher_is_better=False) == pytest.approx(0.5)
 
 
-def test_report_refuses_duplicates_and_foreign_files(run_dirs, tmp_path):
-    with pytest.raises(ValueError, match="both 'pneumothorax segmentation' / 'linear probe'"):
+def test_report_refuses_duplicates_and_foreign_files(run_dirs, tmp_path, capsys):
+    from jaxprobe.errors import JaxprobeError
+
+    with pytest.raises(JaxprobeError, match="both 'pneumothorax segmentation' / 'linear probe'"):
         report.build_report([run_dirs[0], run_dirs[0]], tmp_path / "rep")
-    with pytest.raises(FileNotFoundError, match="no results.json"):
+    with pytest.raises(JaxprobeError, match="no results.json"):
         report.build_report([tmp_path], tmp_path / "rep")
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "results.json").write_text(json.dumps({"schema": "other/1"}))
-    with pytest.raises(ValueError, match="schema"):
+    with pytest.raises(JaxprobeError, match="schema"):
         report.build_report([bad], tmp_path / "rep")
+    (bad / "results.json").write_text("{truncated")
+    for args in ([str(bad)], [str(tmp_path / "missing")]):
+        assert report.main([*args, "--out", str(tmp_path / "rep")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "Traceback" not in err
 
 
 def test_results_json_carries_every_setting(run_dirs):

@@ -87,6 +87,9 @@ def base(analysis: str, *, source: str, task: str, target: str, title: str, head
     c.stats.mask_threshold = 0.5
     c.stats.stratified = True  # resample AUROC/AUPRC within each class
     c.stats.alpha = 0.05  # Bonferroni over the encoder pairs: 0.05 / 3 = 0.0167
+    # "paired": one resample set shared by every encoder (all are scored on one test set; more power);
+    # "unpaired": independent resamples per encoder, what the paper's "two-sample bootstrapping test" did
+    c.stats.test = "paired"
 
     c.report = ConfigDict({"overlays": 4})
 

@@ -6,7 +6,7 @@ Each RUN_DIR holds a results.json written by `jaxprobe.results.write_analysis` (
 Figures:
 
 - one per task and head: a panel per metric, a bar per model with its CI as error bars, and an "ns"
-  bracket over every pair whose paired test is not significant after Bonferroni (pairs without a
+  bracket over every pair whose (paired or unpaired) test is not significant after Bonferroni (pairs without a
   bracket differ significantly);
 - one per task with two or more heads: per metric, each model's heads side by side (with CIs) and the
   relative improvement of the other head over the baseline head ("linear probe" when present).
@@ -75,7 +75,8 @@ def figure_task_scenario(analysis: dict, all_models: list[str], path: pathlib.Pa
         ax.set_ylim(bottom, max(level + 0.02 * span, top + 0.05 * span))
         ax.spines[["top", "right"]].set_visible(False)
     threshold = analysis["settings"].get("bonferroni_threshold")
-    note = f"ns: paired bootstrap p ≥ {threshold:.4g} (Bonferroni)" if threshold else ""
+    test = analysis["settings"].get("test", "paired")
+    note = f"ns: {test} bootstrap p ≥ {threshold:.4g} (Bonferroni)" if threshold else ""
     fig.suptitle(f"{analysis['task']} — {analysis['scenario']}", fontsize=11)
     fig.text(0.99, 0.01, f"{100 * analysis['settings']['ci_level']:g}% CI. {note}", ha="right", va="bottom",
              fontsize=7, color="0.3")
@@ -137,7 +138,7 @@ def figure_heads(task: str, analyses: list[dict], all_models: list[str], path: p
 
 
 def _settings_table(run_dirs, analyses) -> str:
-    keys = ["n_cases", "n_resamples", "seed", "ci_level", "stratified", "degenerate_resamples", "empty_mask_rule",
+    keys = ["n_cases", "n_resamples", "seed", "test", "ci_level", "stratified", "degenerate_resamples", "empty_mask_rule",
             "mask_threshold", "pr_auc_definition", "point_estimate", "bonferroni_threshold"]
     header = ["Run", "Task", "Head"] + keys
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -133,7 +133,7 @@ def statistics(config: ConfigDict, task: Task, workdir: Path):
         list(s.metrics), y_true, preds, n_resamples=s.n_resamples, seed=s.seed, ci_level=s.ci_level,
         stratify=s.stratified if task.stratifiable else None, empty_mask_rule=s.empty_mask_rule,
         mask_threshold=s.mask_threshold, pr_auc=s.pr_auc, point_estimate=s.point_estimate, alpha=s.alpha,
-        shared_truth=task.shared_truth)
+        shared_truth=task.shared_truth, test=s.test)
     return results.write_analysis(workdir, task=config.title, scenario=SCENARIOS[config.head.name],
                                   kind=task.result_kind, comparisons=comparisons,
                                   cases={"n": len(case_ids), "source": "predictions/<encoder>/member0"})

@@ -95,8 +95,18 @@ def table_s1_markdown(analyses, digits: int = 3) -> str:
     if len(lines) == 2:
         return "**Table S1.** No model pairs (one model per analysis)."
     rule = ", ".join(f"{t:.4g}" for t in sorted(t for t in thresholds if t is not None))
-    return (f"**Table S1.** Paired two-sided bootstrap tests; significant when p < the Bonferroni threshold "
+    return (f"**Table S1.** {test_description(analyses)}; significant when p < the Bonferroni threshold "
             f"({rule}).\n\n" + "\n".join(lines))
+
+
+def test_description(analyses) -> str:
+    """How the pairs were tested, for captions and footnotes: paired (one resample set for every model) or
+    unpaired (independent resamples per model, the paper's "two-sample bootstrapping test")."""
+    tests = sorted({a["settings"].get("test", "paired") for a in analyses})
+    words = {"paired": "Paired two-sided bootstrap tests (one resample set shared by every model)",
+             "unpaired": "Unpaired two-sided bootstrap tests (independent resamples per model, as the paper's "
+                         "two-sample test)"}
+    return "; ".join(words[t] for t in tests)
 
 
 def delong_markdown(analyses, digits: int = 3) -> str:

@@ -57,7 +57,7 @@ def _head(config, task):
 
 
 def _stats(config, task):
-    from .stats import POINT_ESTIMATES
+    from .stats import POINT_ESTIMATES, TESTS
 
     s = config.stats
     if not s.metrics:
@@ -82,6 +82,7 @@ def _stats(config, task):
         ("pr_auc", s.pr_auc in metrics.PR_AUC_DEFINITIONS, f"one of {list(metrics.PR_AUC_DEFINITIONS)}"),
         ("empty_mask_rule", s.empty_mask_rule in metrics.EMPTY_MASK_RULES, f"one of {list(metrics.EMPTY_MASK_RULES)}"),
         ("stratified", isinstance(s.stratified, bool), "true or false"),
+        ("test", s.test in TESTS, f"one of {list(TESTS)}"),
     ]
     for key, ok, expected in checks:
         if not ok:

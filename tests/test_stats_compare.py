@@ -177,3 +177,44 @@ def test_per_model_truth_geometry_is_accepted_only_when_asked():
     assert out["dice"].settings["true_masks"] == "per_model_geometry"
     assert out["dice"].models["a"].estimate == pytest.approx(0.8) and out["dice"].models["b"].estimate == pytest.approx(0.5)
     assert out["dice"].pairs[0].significant
+
+
+def _rejections(test: str, gap: float, rng, trials: int = 150, n: int = 200) -> float:
+    """How often ``test`` calls two correlated regressors' MSEs different at 5 %; model b's own error is larger
+    by ``gap`` (0 = the null). Both share most of their error, as encoders probed on one test set do."""
+    rejected = 0
+    for _ in range(trials):
+        y = rng.normal(0, 1, n)
+        shared = rng.normal(0, 1, n)
+        preds = {"a": y + shared + rng.normal(0, 0.3, n), "b": y + shared + rng.normal(0, 0.3 + gap, n)}
+        r = compare("mse", y, preds, n_resamples=300, seed=int(rng.integers(1 << 30)), test=test)
+        rejected += r.pairs[0].p_value < 0.05
+    return rejected / trials
+
+
+def test_paired_and_unpaired_tests_hold_their_size_and_pairing_adds_power():
+    """The paper's unpaired two-sample test and jaxprobe's paired default both keep the false-positive rate
+    at about 5 % under the null; on correlated models (shared error) the paired test finds a real difference
+    far more often, because pairing cancels the shared part of the resampling noise."""
+    rng = np.random.default_rng(2024)
+    for test in ("paired", "unpaired"):
+        assert _rejections(test, 0.0, rng) <= 0.1, test
+    paired, unpaired = _rejections("paired", 0.3, rng), _rejections("unpaired", 0.3, rng)
+    assert paired >= 0.6 and paired > unpaired + 0.3, (paired, unpaired)
+
+
+def test_unpaired_test_draws_independent_recorded_resamples():
+    rng = np.random.default_rng(7)
+    y = rng.normal(0, 1, 50)
+    preds = {"a": y + rng.normal(0, 1, 50), "b": y + rng.normal(0, 1, 50), "c": y + rng.normal(0, 1, 50)}
+    paired = compare("mse", y, preds, n_resamples=200, seed=11)
+    unpaired = compare("mse", y, preds, n_resamples=200, seed=11, test="unpaired")
+    assert unpaired.settings["test"] == "unpaired" and unpaired.settings["resample_seeds"] == {"a": 11, "b": 12, "c": 13}
+    assert paired.settings["test"] == "paired" and paired.settings["resample_seeds"] is None
+    np.testing.assert_allclose(paired.replicates[0], unpaired.replicates[0], rtol=1e-13)  # model a: the same seed
+    for i, m in enumerate(preds):  # each model's resamples are those of a one-model run with its recorded seed
+        alone = compare("mse", y, {m: preds[m]}, n_resamples=200, seed=unpaired.settings["resample_seeds"][m])
+        np.testing.assert_allclose(unpaired.replicates[i], alone.replicates[0], rtol=1e-13)
+    assert not np.array_equal(paired.replicates[1], unpaired.replicates[1])
+    with pytest.raises(ValueError, match="test must be one of"):
+        compare("mse", y, preds, n_resamples=10, test="welch")

@@ -12,8 +12,8 @@ Python API::
     jaxprobe.results.write_analysis(run_dir, task="pneumothorax segmentation", scenario="custom model",
                                     comparisons=comparisons)
 """
-from .compare import (POINT_ESTIMATES, Comparison, ModelResult, PairResult, compare, compare_metrics,
+from .compare import (POINT_ESTIMATES, TESTS, Comparison, ModelResult, PairResult, compare, compare_metrics,
                       paired_p_value, percentile_interval)
 
-__all__ = ["POINT_ESTIMATES", "Comparison", "ModelResult", "PairResult", "compare", "compare_metrics",
+__all__ = ["POINT_ESTIMATES", "TESTS", "Comparison", "ModelResult", "PairResult", "compare", "compare_metrics",
            "paired_p_value", "percentile_interval"]

@@ -15,7 +15,7 @@ from typing import Sequence
 from jaxprobe import bootstrap as boot
 from jaxprobe import metrics as M
 from jaxprobe.errors import ConfigError, JaxprobeError, guarded
-from jaxprobe.stats.compare import POINT_ESTIMATES, compare_metrics
+from jaxprobe.stats.compare import POINT_ESTIMATES, TESTS, compare_metrics
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what --metric auprc means")
     p.add_argument("--point-estimate", choices=POINT_ESTIMATES, default="full_sample")
     p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--test", choices=TESTS, default="paired",
+                   help="paired: one resample set for every model (models scored on one test set); unpaired: "
+                        "independent resamples per model (the paper's two-sample test)")
     return p
 
 
@@ -92,7 +95,7 @@ def _compare_files(args) -> int:
         [i.name for i in infos], loaded.y_true, loaded.predictions, n_resamples=args.n_resamples, seed=args.seed,
         ci_level=args.ci_level, stratify=(False if args.no_stratify else None) if kind == "ranking" else None,
         degenerate=args.degenerate, empty_mask_rule=args.empty_mask_rule, mask_threshold=args.mask_threshold,
-        pr_auc=args.pr_auc, point_estimate=args.point_estimate, alpha=args.alpha)
+        pr_auc=args.pr_auc, point_estimate=args.point_estimate, alpha=args.alpha, test=args.test)
     paths = results_io.write_analysis(args.out, task=args.task, scenario=args.scenario, comparisons=comparisons,
                                       cases=loaded.case_summary())
     print((paths["table"]).read_text())

@@ -28,6 +28,10 @@ from jaxprobe import metrics as M
 from jaxprobe.delong import delong
 
 POINT_ESTIMATES = ("full_sample", "bootstrap_mean")
+# "paired": one count matrix for every model (the better test when all are scored on one test set);
+# "unpaired": an independent resample set per model, what the paper's "two-sample bootstrapping test" did
+# (its Table S1 p-values follow from its Table 2 CIs as z = d / sqrt(SE_A^2 + SE_B^2)).
+TESTS = ("paired", "unpaired")
 
 
 @dataclasses.dataclass
@@ -181,6 +185,7 @@ def compare_metrics(
     with_delong: bool = True,
     max_chunk_elements: int = boot.DEFAULT_MAX_CHUNK_ELEMENTS,
     shared_truth: bool = True,
+    test: str = "paired",
 ) -> dict[str, Comparison]:
     """Several metrics of one kind from one shared set of resamples (one sort per model for AUROC + AUPRC).
 
@@ -207,9 +212,18 @@ def compare_metrics(
         raise ValueError(f"n_comparisons must be at least 1, got {n_comparisons}")
     threshold = alpha / max(family, 1)
 
-    plan = boot.ResamplePlan(n, n_resamples, seed, strata=y if stratified else None)
-    reps = boot.bootstrap_replicates(infos, y, preds, plan, degenerate=degenerate,
-                                     empty_mask_rule=empty_mask_rule, max_chunk_elements=max_chunk_elements)
+    if test not in TESTS:
+        raise ValueError(f"test must be one of {TESTS}, got {test!r}")
+    # unpaired: model k resamples with seed + k, so model 0's intervals are those of the paired test
+    seeds = {m: seed + (i if test == "unpaired" else 0) for i, m in enumerate(models)}
+    groups = [models] if test == "paired" else [[m] for m in models]
+    parts = [boot.bootstrap_replicates(
+        infos, y, {m: preds[m] for m in group}, boot.ResamplePlan(n, n_resamples, seeds[group[0]],
+                                                                 strata=y if stratified else None),
+        degenerate=degenerate, empty_mask_rule=empty_mask_rule, max_chunk_elements=max_chunk_elements)
+        for group in groups]
+    replicate_values = {i.name: np.concatenate([part.values[i.name] for part in parts]) for i in infos}
+    n_redrawn = sum(part.n_redrawn for part in parts)
     settings = {
         "n_resamples": n_resamples,
         "seed": seed,
@@ -219,7 +233,7 @@ def compare_metrics(
         "ci_method": "percentile",
         "stratified": stratified,
         "degenerate_resamples": (degenerate if kind == "ranking" and not stratified else None),
-        "n_redrawn_resamples": reps.n_redrawn if kind == "ranking" and not stratified else None,
+        "n_redrawn_resamples": n_redrawn if kind == "ranking" and not stratified else None,
         "empty_mask_rule": empty_mask_rule if kind == "mask" else None,
         "mask_threshold": mask_threshold if kind == "mask" else None,
         "true_masks": ("shared" if shared_truth else "per_model_geometry") if kind == "mask" else None,
@@ -227,8 +241,11 @@ def compare_metrics(
         "pr_auc_definition": ([i.name for i in infos if i.name in ("average_precision", "pr_auc_trapezoid")]
                               or None),
         "point_estimate": point_estimate,
-        "p_value": "two-sided paired bootstrap, re-centred: (1 + #{|d* - d| >= |d|}) / (B_valid + 1), "
-                   "d* = resample difference, d = full-test-set difference",
+        "test": test,
+        "resample_seeds": seeds if test == "unpaired" else None,
+        "p_value": (f"two-sided {test} bootstrap, re-centred: (1 + #{{|d* - d| >= |d|}}) / (B_valid + 1), "
+                    "d* = resample difference" + (" (independent resamples per model)" if test == "unpaired" else "")
+                    + ", d = full-test-set difference"),
         "alpha": alpha,
         "n_comparisons": family if pairs else 0,
         "bonferroni_threshold": threshold if pairs else None,
@@ -236,7 +253,7 @@ def compare_metrics(
 
     results = {}
     for info in infos:
-        values = reps.values[info.name]
+        values = replicate_values[info.name]
         full = {m: M.point_estimate(info.name, y, preds[m], empty_mask_rule=empty_mask_rule) for m in models}
         model_results = {}
         for i, m in enumerate(models):

@@ -17,6 +17,7 @@ from ml_collections import ConfigDict
 from .errors import ConfigError
 
 PROFILES = ("auto", "demo", "full")
+PROTOCOLS = ("paper", "authors")
 
 
 def load(path: str | Path, arg: str | None = None) -> ConfigDict:
@@ -110,7 +111,10 @@ def apply_block(config: ConfigDict, block: ConfigDict, overridden, name: str) ->
 
 
 def resolve(config: ConfigDict, overridden=()) -> ConfigDict:
-    """Settle the profile and the lists of ``config`` in place and return it.
+    """Settle the protocol, the profile and the lists of ``config`` in place and return it.
+
+    Protocol "authors" puts the ``authors`` block's values in place (the authors' public code where it differs
+    from the paper), then the profile's block applies.
 
     Profile "auto" is the embedded default ("demo") when no data root is given or an encoder has no checkpoint,
     else "full". "demo" puts the ``demo`` block's values in place (the block mirrors the config: ``demo.train.
@@ -124,6 +128,10 @@ def resolve(config: ConfigDict, overridden=()) -> ConfigDict:
         split_lists(config)
         if "analyses" in config:  # configs/paper.py: each analysis resolves itself
             return config
+        if config.protocol not in PROTOCOLS:
+            raise ConfigError(f"protocol {config.protocol!r}: expected one of {list(PROTOCOLS)}")
+        if config.protocol == "authors":
+            apply_block(config, config.authors, overridden, "authors")
         profile = config.profile
         if profile not in PROFILES:
             raise ConfigError(f"profile {profile!r}: expected one of {list(PROFILES)}")

@@ -1,6 +1,9 @@
 """The study's downstream heads, trained on frozen embeddings (Supplementary 1.1-1.3 of Li et al., 2025).
 
-* ``LinearSegProbe``: 1x1 conv on the patch grid to one logit, bilinear upsampling to the input size.
+* ``LinearSegProbe``: 1x1 conv on the patch grid to one logit, bilinear upsampling to the input size (the
+  paper's description). The authors' public code differs: a 2-class 1x1 conv, upsampled with
+  ``align_corners=True`` and trained with class-weighted cross-entropy; ``classes=2, align_corners=True`` build
+  that one (its output is the margin l1 - l0, the logit of the softmax's foreground probability).
 * ``CrossAttentionSegmenter``: the custom segmenter (see DESIGN.md, "The heads").
 * ``LinearProbe``: one dense layer on the global embedding (classification logit or CTR value).
 
@@ -9,9 +12,9 @@ head's ``inputs`` attribute ("patches" [B,G,G,C], "global" [B,D]); ``sample_mask
 a padded batch so that BatchNorm statistics ignore the padding. Segmenters return logits [B,S,S], the linear
 probe returns [B].
 
-Bilinear resizing follows PyTorch's ``F.interpolate(mode="bilinear", align_corners=False)`` exactly (the
-authors' code is PyTorch) and is done as two small matrix products, which is exact and fast on every backend.
-Initialisation follows PyTorch's defaults so that training behaves like the authors' heads.
+Bilinear resizing follows PyTorch's ``F.interpolate(mode="bilinear")`` exactly, with ``align_corners`` False (the
+default) or True, and is done as two small matrix products, which is exact and fast on every backend.
+Initialisation follows PyTorch's defaults for Linear, Conv2d and MultiheadAttention layers.
 """
 from __future__ import annotations
 
@@ -44,12 +47,16 @@ def _dense(in_features: int, out_features: int, rngs: nnx.Rngs, **kw) -> nnx.Lin
         rngs=rngs, **kw)
 
 
-def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
-    """[out_size, in_size] matrix of PyTorch's bilinear interpolation (align_corners=False, no antialias)."""
+def bilinear_matrix(in_size: int, out_size: int, align_corners: bool = False) -> np.ndarray:
+    """[out_size, in_size] matrix of PyTorch's bilinear interpolation (no antialias)."""
     if in_size < 1 or out_size < 1:
         raise ValueError(f"bilinear_matrix: sizes must be positive, got in_size={in_size}, out_size={out_size}")
-    src = (np.arange(out_size, dtype=np.float64) + 0.5) * (in_size / out_size) - 0.5
-    src = np.maximum(src, 0.0)  # PyTorch clamps negative source coordinates to the first pixel
+    if align_corners:  # the corner pixels' centres map onto each other
+        scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+        src = np.arange(out_size, dtype=np.float64) * scale
+    else:
+        src = (np.arange(out_size, dtype=np.float64) + 0.5) * (in_size / out_size) - 0.5
+        src = np.maximum(src, 0.0)  # PyTorch clamps negative source coordinates to the first pixel
     lo = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
     hi = np.minimum(lo + 1, in_size - 1)
     frac = src - lo
@@ -59,11 +66,11 @@ def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
     return m.astype(np.float32)
 
 
-def resize_bilinear(x: jax.Array, out_size: int) -> jax.Array:
+def resize_bilinear(x: jax.Array, out_size: int, align_corners: bool = False) -> jax.Array:
     """Resize [B,H,H,C] to [B,out,out,C], or [B,H,H] to [B,out,out], as PyTorch's bilinear interpolation does."""
     if x.ndim not in (3, 4) or x.shape[1] != x.shape[2]:
         raise ValueError(f"resize_bilinear: expected a square map [B,H,H,C] or [B,H,H], got shape {x.shape}")
-    m = jnp.asarray(bilinear_matrix(x.shape[1], out_size))
+    m = jnp.asarray(bilinear_matrix(x.shape[1], out_size, align_corners))
     if x.ndim == 3:  # single-channel maps without a trailing unit axis keep the products lane-friendly
         return jnp.einsum("ip,bpq,jq->bij", m, x, m)
     return jnp.einsum("ip,bpqc,jq->bijc", m, x, m)
@@ -162,21 +169,31 @@ def _check(name: str, x: jax.Array, expected: Sequence[int | None], what: str) -
 
 
 class LinearSegProbe(nnx.Module):
-    """1x1 conv to one logit on the patch grid, bilinear upsampling to the input size."""
+    """1x1 conv on the patch grid, bilinear upsampling to the input size; one logit per pixel.
+
+    ``classes=1`` (the paper): the conv gives the logit. ``classes=2`` (the authors' code): the conv gives two
+    class logits and the output is their margin l1 - l0, whose sigmoid is the softmax's foreground probability
+    (the resize is linear, so resizing the margin equals the margin of the resized logits).
+    """
 
     inputs = ("patches",)
     output = "mask"
 
-    def __init__(self, patch_dim: int, grid: int, input_size: int, *, rngs: nnx.Rngs):
+    def __init__(self, patch_dim: int, grid: int, input_size: int, *, classes: int = 1, align_corners: bool = False,
+                 rngs: nnx.Rngs):
+        if classes not in (1, 2):
+            raise ValueError(f"LinearSegProbe: classes must be 1 (one logit) or 2 (softmax pair), got {classes}")
         self.patch_dim, self.grid, self.input_size = patch_dim, grid, input_size
-        self.conv = _dense(patch_dim, 1, rngs)
+        self.classes, self.align_corners = classes, bool(align_corners)
+        self.conv = _dense(patch_dim, classes, rngs)
 
     def __call__(self, patches: jax.Array, *, sample_mask: jax.Array | None = None) -> jax.Array:
         del sample_mask  # no batch statistics
         _check("LinearSegProbe", patches, (None, self.grid, self.grid, self.patch_dim), "patches")
         logits = self.conv(patches.astype(jnp.float32))
+        logit = logits[..., 0] if self.classes == 1 else logits[..., 1] - logits[..., 0]
         # upsampling after the 1x1 conv equals the other order (bilinear weights sum to one) and is C times cheaper
-        return resize_bilinear(logits[..., 0], self.input_size)
+        return resize_bilinear(logit, self.input_size, self.align_corners)
 
 
 class CrossAttentionSegmenter(nnx.Module):
@@ -260,16 +277,17 @@ HEADS = ("linear_seg", "custom_seg", "linear")
 SCENARIOS = {"linear_seg": "linear probe", "custom_seg": "custom model", "linear": "linear probe"}
 
 
-def make_head(name: str, spec: EncoderSpec, *, rngs: nnx.Rngs, **sizes) -> nnx.Module:
+def make_head(name: str, spec: EncoderSpec, *, rngs: nnx.Rngs, **options) -> nnx.Module:
     """Build head ``name`` ("linear_seg" | "custom_seg" | "linear") with its sizes taken from the encoder spec;
-    ``sizes`` override the custom segmenter's internal widths (widths, refine_size, num_heads, attention_dim)."""
-    if name != "custom_seg" and sizes:
-        raise ValueError(f"make_head: head {name!r} takes no size overrides, got {sorted(sizes)}")
+    ``options`` are the custom segmenter's internal widths (widths, refine_size, num_heads, attention_dim) or
+    the linear segmentation probe's ``classes`` and ``align_corners``."""
+    if name == "linear" and options:
+        raise ValueError(f"make_head: head {name!r} takes no options, got {sorted(options)}")
     if name == "linear_seg":
-        return LinearSegProbe(spec.patch_dim, spec.grid, spec.input_size, rngs=rngs)
+        return LinearSegProbe(spec.patch_dim, spec.grid, spec.input_size, rngs=rngs, **options)
     if name == "custom_seg":
         return CrossAttentionSegmenter(spec.patch_dim, spec.global_dim, spec.grid, spec.input_size, rngs=rngs,
-                                       **sizes)
+                                       **options)
     if name == "linear":
         return LinearProbe(spec.global_dim, rngs=rngs)
     raise ValueError(f"make_head: unknown head {name!r}; expected one of {HEADS}")

@@ -137,15 +137,22 @@ class Inputs:
             f.writelines(f"{i},{s}\n" for i, s in zip(self.image_ids, self.splits))
 
 
-def inputs_from_records(records, assignment: dict[str, str]) -> Inputs:
+def reading(config: ConfigDict) -> dict:
+    """How images are turned into 8 bits and masks onto the encoder's grid (part of every store's key)."""
+    d = config.data
+    return {"read": {"scaling": d.scaling}, "mask": {"resample": d.mask_resample, "threshold": d.mask_threshold}}
+
+
+def inputs_from_records(records, assignment: dict[str, str], options: dict) -> Inputs:
+    """``options``: ``reading(config)``."""
     from .data import read_image
     from .data.loaders import record_loader, record_targets
 
     return Inputs(ids=[f"{r.source}:{r.image_id}" for r in records], image_ids=[r.image_id for r in records],
                   splits=[assignment[r.image_id] for r in records], targets=record_targets(records),
-                  extra={"paths": [r.path for r in records]},
-                  make_loader=lambda spec, mask: record_loader(records, spec, mask),
-                  read=lambda i: read_image(records[i].path))
+                  extra={"paths": [r.path for r in records], "reading": options},
+                  make_loader=lambda spec, mask: record_loader(records, spec, mask, options["read"], options["mask"]),
+                  read=lambda i: read_image(records[i].path, **options["read"]))
 
 
 def prepared_inputs(config: ConfigDict, task: Task) -> Inputs:
@@ -187,8 +194,13 @@ def prepared_inputs(config: ConfigDict, task: Task) -> Inputs:
     by_split = {s: [p for sp, p, _ in picked if sp == s] for s in sources}
     offsets = {"train": 0, "val": len(by_split["train"]), "test": len(by_split["train"]) + len(by_split["val"])}
 
+    options = reading(config)
+    if options["read"] != {"scaling": "range"}:
+        raise RunError(f"a prepared dataset holds images decoded once with the default reading; data.scaling="
+                       f"{d.scaling!r} needs the original files (data.prepared=false)")
+
     def make_loader(spec, mask):
-        loaders = {s: prepared_loader(sources[s], spec, mask, by_split[s]) for s in sources}
+        loaders = {s: prepared_loader(sources[s], spec, mask, by_split[s], options["mask"]) for s in sources}
         return lambda i: loaders[picked[i][0]](i - offsets[picked[i][0]])
 
     return Inputs(
@@ -196,6 +208,7 @@ def prepared_inputs(config: ConfigDict, task: Task) -> Inputs:
         splits=[s for s, _, _ in picked],
         targets=prepared_targets([r for _, _, r in picked]),
         extra={"dataset": f"{builder.name}/{builder.builder_config.name}:{builder.version}", "task": selection,
+               "reading": options,
                "balance_seed": d.balance_seed},
         make_loader=make_loader, read=lambda i: sources[picked[i][0]][picked[i][1]]["image"])
 
@@ -206,7 +219,7 @@ def load_inputs(config: ConfigDict, task: Task, workdir: Path) -> Inputs:
         inputs = prepared_inputs(config, task)
     else:
         records = load_records(config, task, workdir)
-        inputs = inputs_from_records(records, split(config, records, workdir))
+        inputs = inputs_from_records(records, split(config, records, workdir), reading(config))
     counts = {s: len(inputs.rows(s)) for s in ("train", "val", "test")}
     if min(counts.values()) == 0:
         raise RunError(f"a split is empty {counts}; use more data or other fractions")

@@ -109,18 +109,6 @@ def auroc(y_true, score) -> float:
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
 
 
-def auroc_rank_sum(y_true, score) -> float:
-    """AUROC as the Mann-Whitney statistic U / (positives x negatives) from midranks. U is a sum of
-    half-integers, exact in float64, so the value is rounded once; ``auroc`` adds trapezoids and may differ from
-    it in the last bit. The training summaries report this one."""
-    y = check_binary_labels(y_true).astype(bool)
-    s = _scores(score, y.size)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
-    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
 def _precision_recall(y_true, score):
     y = check_binary_labels(y_true)
     s = _scores(score, y.size)

@@ -108,7 +108,7 @@ class MaskFiles:
 
 
 def write(workdir: str | pathlib.Path, encoder: str, result: "FitResult", test: "TestPredictions", *,
-          empty_mask_rule: M.EmptyMaskRule = "one") -> dict:
+          empty_mask_rule: M.EmptyMaskRule) -> dict:
     """Write each member's CSV (and, for scalar heads, ``logits.npy``) and then ``summary.json``: the
     configuration, each member's training record, test loss and headline metric (mean Dice under
     ``empty_mask_rule``, AUROC or R², NaN where the test set leaves it undefined) and their spread. Returns the
@@ -129,8 +129,7 @@ def write(workdir: str | pathlib.Path, encoder: str, result: "FitResult", test: 
                        zip(test.case_ids, test.y_true, score))
             np.save(logits_file(workdir, encoder, k), logits)
             if ranking:
-                report["metric"], report["test_auroc"] = "auroc", _nan_if_undefined(M.auroc_rank_sum, test.y_true,
-                                                                                    score)
+                report["metric"], report["test_auroc"] = "auroc", _nan_if_undefined(M.auroc, test.y_true, score)
             else:
                 report["metric"], report["test_r2"] = "r2", _nan_if_undefined(M.r2, test.y_true, score)
         member_reports.append(report)

@@ -90,12 +90,10 @@ def train_config(config: ConfigDict):
 def head_factory(config: ConfigDict, spec):
     from .heads import make_head
 
-    sizes = {}
-    if config.head.name == "custom_seg":
-        c = config.head.custom
-        sizes = {"widths": tuple(c.widths), "refine_size": c.refine_size, "num_heads": c.num_heads,
-                 "attention_dim": c.attention_dim}
-    return lambda rngs: make_head(config.head.name, spec, rngs=rngs, **sizes), sizes
+    block = {"custom_seg": "custom", "linear_seg": "linear_seg"}.get(config.head.name)
+    options = {k: tuple(v) if isinstance(v, (list, tuple)) else v
+               for k, v in (config.head[block].to_dict() if block else {}).items()}
+    return lambda rngs: make_head(config.head.name, spec, rngs=rngs, **options), options
 
 
 def check_same_setup(path: Path, setup: dict) -> None:
@@ -210,8 +208,9 @@ def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
         with timings.stage(f"predict:{name}"):
             with (predictions.MaskFiles(workdir, name, len(rows["test"])) if segmentation
                   else contextlib.nullcontext()) as mask_sink:
-                test = predict(result, data, rows["test"], mask_sink=mask_sink)
-            predictions.write(workdir, name, result, test)
+                test = predict(result, data, rows["test"], mask_threshold=config.stats.mask_threshold,
+                               mask_sink=mask_sink)
+            predictions.write(workdir, name, result, test, empty_mask_rule=config.stats.empty_mask_rule)
             predictions.write_head(workdir, name, setup)
     with timings.stage("statistics"):
         statistics(config, task, workdir)

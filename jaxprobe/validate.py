@@ -113,6 +113,12 @@ def _data(config):
         yield "data.split_fractions", f"three non-negative fractions (train, val, test) summing to 1 expected, got {f}"
     elif min(f) == 0:
         yield "data.split_fractions", f"every split needs cases (training, early stopping, testing), got {f}"
+    if d.scaling not in ("range", "minmax"):
+        yield "data.scaling", f"{d.scaling!r}: expected 'range' or 'minmax'"
+    if d.mask_resample not in ("nearest", "bilinear", "bicubic", "lanczos"):
+        yield "data.mask_resample", f"{d.mask_resample!r}: expected nearest, bilinear, bicubic or lanczos"
+    if not _number(d.mask_threshold, 0, 1, low_open=True):
+        yield "data.mask_threshold", f"a fraction in (0, 1] expected, got {d.mask_threshold!r}"
     if d.on_error not in ("raise", "skip"):
         yield "data.on_error", f"{d.on_error!r}: expected 'raise' or 'skip'"
     if d.split_file and not Path(d.split_file).is_file():

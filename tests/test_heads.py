@@ -188,3 +188,33 @@ def test_wrong_shapes_are_named():
         head(jnp.zeros((2, 5, 5, 8)))
     with pytest.raises(ValueError, match="attention_dim=16 must equal"):
         CrossAttentionSegmenter(16, 10, 5, 30, widths=(12, 8), attention_dim=16, rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_bilinear_resize_matches_torch_both_ways(align_corners):
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(3).normal(size=(2, 7, 7)).astype(np.float32)
+    expected = torch.nn.functional.interpolate(torch.from_numpy(x)[:, None], size=(30, 30), mode="bilinear",
+                                               align_corners=align_corners)[:, 0].numpy()
+    np.testing.assert_allclose(np.asarray(resize_bilinear(jnp.asarray(x), 30, align_corners)), expected, atol=1e-5)
+
+
+def test_two_class_linear_seg_probe_is_the_authors_probe():
+    """classes=2, align_corners=True gives the margin of the authors' LinearProbe (Conv2d to 2 classes, bilinear
+    upsampling with align_corners=True): its sigmoid is their softmax's foreground probability."""
+    torch = pytest.importorskip("torch")
+    head = LinearSegProbe(16, 5, 40, classes=2, align_corners=True, rngs=nnx.Rngs(0))
+    conv = torch.nn.Conv2d(16, 2, 1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(np.asarray(head.conv.kernel[...]).T[:, :, None, None]))
+        conv.bias.copy_(torch.from_numpy(np.asarray(head.conv.bias[...])))
+    x = np.random.default_rng(1).normal(size=(3, 5, 5, 16)).astype(np.float32)
+    with torch.no_grad():
+        logits = torch.nn.functional.interpolate(conv(torch.from_numpy(x).permute(0, 3, 1, 2)), size=(40, 40),
+                                                 mode="bilinear", align_corners=True)
+    ours = np.asarray(head(jnp.asarray(x)))
+    np.testing.assert_allclose(ours, (logits[:, 1] - logits[:, 0]).numpy(), atol=1e-5)
+    np.testing.assert_allclose(1 / (1 + np.exp(-ours)), torch.softmax(logits, 1)[:, 1].numpy(), atol=1e-6)
+    assert np.array_equal(ours > 0, logits.argmax(1).numpy() == 1)
+    with pytest.raises(ValueError, match="classes must be 1"):
+        LinearSegProbe(16, 5, 40, classes=3, rngs=nnx.Rngs(0))

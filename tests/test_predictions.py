@@ -33,12 +33,12 @@ def mask_predictions():
 
 def test_mask_files_and_summary(tmp_path):
     test = mask_predictions()
-    summary = predictions.write(tmp_path, "enc", fitted("bce"), test)
+    summary = predictions.write(tmp_path, "enc", fitted("bce"), test, empty_mask_rule="one")
     path = predictions.scores_file(tmp_path, "enc", "mask")
     assert path == tmp_path / "predictions" / "enc" / "member0" / "segmentation.csv"
     assert read_csv(path) == [["case_id", "intersection", "pred_area", "true_area"], ["a", "3", "4", "6"],
                               ["b", "0", "0", "0"], ["c,d", "0", "1", "0"], ["e", "5", "5", "5"]]
-    # an empty prediction of an empty mask counts 1 in the summary unless another rule is asked for
+    # the summary scores an empty prediction of an empty mask by the rule it is given, as the statistics do
     member = summary["members"][0]
     assert member["metric"] == "dice" and member["test_mean_dice"] == pytest.approx((0.6 + 1 + 0 + 1) / 4)
     assert member["test_loss"] == 0.625 and member["best_epoch"] == 3
@@ -56,7 +56,7 @@ def test_masks_stream_into_memory_maps_and_read_back_with_their_case_ids(tmp_pat
         sink(4, masks[:, 4:])
     test = TestPredictions(np.array(list("vwxyz")), np.zeros((2, 5), np.float32),
                            *[np.zeros((2, 5), np.int64)] * 3)
-    predictions.write(tmp_path, "enc", fitted("bce", members=2), test)
+    predictions.write(tmp_path, "enc", fitted("bce", members=2), test, empty_mask_rule="zero")
     for k in range(2):
         np.testing.assert_array_equal(np.load(predictions.masks_file(tmp_path, "enc", k)), masks[k])
     ids, loaded = predictions.load_masks(tmp_path, "enc", member=1)
@@ -74,7 +74,7 @@ def test_scalar_files_and_headline_metrics_from_jaxprobe_metrics(tmp_path, loss)
     outputs = rng.normal(size=(2, 30)).astype(np.float32)
     test = TestPredictions(np.array([f"id{i:02d}" for i in range(30)]), np.ones((2, 30), np.float32),
                            outputs=outputs, y_true=y_true)
-    summary = predictions.write(tmp_path, "enc", fitted(loss, members=2), test)
+    summary = predictions.write(tmp_path, "enc", fitted(loss, members=2), test, empty_mask_rule="zero")
     for k in range(2):
         rows = read_csv(predictions.scores_file(tmp_path, "enc", "ranking", k))
         assert rows[0] == ["case_id", "y_true", "score"] and len(rows) == 31
@@ -82,7 +82,7 @@ def test_scalar_files_and_headline_metrics_from_jaxprobe_metrics(tmp_path, loss)
         assert rows[1] == ["id00", repr(float(y_true[0])), repr(float(score[0]))]
         np.testing.assert_array_equal(np.load(predictions.logits_file(tmp_path, "enc", k)), outputs[k])
         if loss == "bce":
-            assert summary["members"][k]["test_auroc"] == M.auroc_rank_sum(y_true, score)
+            assert summary["members"][k]["test_auroc"] == M.auroc(y_true, score)
             assert summary["members"][k]["test_auroc"] == pytest.approx(M.auroc(y_true, score), abs=1e-15)
         else:
             assert summary["members"][k]["test_r2"] == M.r2(y_true, score)
@@ -91,16 +91,18 @@ def test_scalar_files_and_headline_metrics_from_jaxprobe_metrics(tmp_path, loss)
 def test_undefined_headline_metrics_are_nan(tmp_path):
     one_class = TestPredictions(np.array(["a", "b"]), np.ones((1, 2), np.float32),
                                 outputs=np.array([[0.1, 0.2]], np.float32), y_true=np.array([1.0, 1.0]))
-    assert np.isnan(predictions.write(tmp_path, "cls", fitted("bce"), one_class)["members"][0]["test_auroc"])
+    summary = predictions.write(tmp_path, "cls", fitted("bce"), one_class, empty_mask_rule="zero")
+    assert np.isnan(summary["members"][0]["test_auroc"])
     constant = TestPredictions(np.array(["a", "b"]), np.ones((1, 2), np.float32),
                                outputs=np.array([[0.1, 0.2]], np.float32), y_true=np.array([0.5, 0.5]))
-    assert np.isnan(predictions.write(tmp_path, "reg", fitted("mse"), constant)["members"][0]["test_r2"])
+    summary = predictions.write(tmp_path, "reg", fitted("mse"), constant, empty_mask_rule="zero")
+    assert np.isnan(summary["members"][0]["test_r2"])
 
 
 def test_a_run_folder_reads_back_by_encoder(tmp_path):
     test = mask_predictions()
     for name in ("enc_a", "enc_b"):
-        predictions.write(tmp_path, name, fitted("bce"), test)
+        predictions.write(tmp_path, name, fitted("bce"), test, empty_mask_rule="zero")
         predictions.write_head(tmp_path, name, {"store": f"/stores/{name}"})
     loaded = predictions.load_run(tmp_path, ["enc_a", "enc_b"], "mask")
     assert loaded.case_ids == ["a", "b", "c,d", "e"] and loaded.y_true is None

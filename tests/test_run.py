@@ -146,3 +146,48 @@ def test_original_checkpoint_is_converted_on_the_fly_with_its_parity_report(tmp_
     assert head["encoder"]["source"] == str(converted[0]) and head["encoder"]["weights_sha256"]
     assert _run("cmg_cls", tmp_path / "w2", tmp_path / "c", *args) == 0  # second time: from the cache
     assert "converting" not in (tmp_path / "w2" / "run.log").read_text()
+
+
+def test_authors_protocol_and_unpaired_test_run_end_to_end(tmp_path, cache):
+    """--config.protocol=authors sets every key of the authors' block (written into config.json) and
+    --config.stats.test=unpaired reaches results.json and the Table S1 caption."""
+    for analysis in ("ptx_linear", "ptx_cls"):
+        assert _run(analysis, tmp_path / analysis, cache, "--config.protocol=authors", "--config.stats.test=unpaired",
+                    "--config.train.batch_size=4") == 0
+        resolved = json.loads((tmp_path / analysis / "config.json").read_text())
+        assert resolved["protocol"] == "authors" and resolved["train"]["patience"] == 5
+        assert resolved["train"]["clip_grad_norm"] == 1.0 and resolved["train"]["drop_last"] is True
+        assert resolved["train"]["batch_size"] == 4  # the command line wins over the block
+        assert resolved["train"]["max_epochs"] == 2  # and the demo's cap over the authors' 500
+        results = json.loads((tmp_path / analysis / "results.json").read_text())
+        settings = results["settings"]
+        assert settings["test"] == "unpaired" and settings["point_estimate"] == "bootstrap_mean"
+        assert set(settings["resample_seeds"]) == {"rad_dino", "chexagent", "biomedclip"}
+        assert "Unpaired two-sided bootstrap tests" in (tmp_path / analysis / "table.md").read_text()
+        head = json.loads((tmp_path / analysis / "predictions" / "rad_dino" / "head.json").read_text())
+        assert head["train"]["clip_grad_norm"] == 1.0 and head["train"]["drop_last"] is True
+    assert resolved["stats"]["pr_auc"] == "trapezoid" and settings["pr_auc_definition"] == ["pr_auc_trapezoid"]
+    seg = json.loads((tmp_path / "ptx_linear" / "config.json").read_text())
+    assert seg["head"]["linear_seg"] == {"classes": 2, "align_corners": True}
+    assert seg["train"]["class_weights"] == [1.0, 5.0] and seg["data"]["scaling"] == "minmax"
+    assert seg["data"]["mask_resample"] == "bicubic" and seg["data"]["mask_threshold"] == 0.66
+
+
+def test_summary_and_statistics_agree_on_the_settings(tmp_path, cache):
+    """summary.json's Dice follows stats.empty_mask_rule as results.json does, and stats.mask_threshold decides
+    the predicted pixels written to segmentation.csv."""
+    import csv
+
+    areas = {}
+    for threshold in ("0.5", "0.05"):
+        wd = tmp_path / threshold
+        assert _run("ptx_linear", wd, cache, f"--config.stats.mask_threshold={threshold}") == 0
+        results = json.loads((wd / "results.json").read_text())
+        assert results["settings"]["mask_threshold"] == float(threshold)
+        for name in ("rad_dino", "chexagent", "biomedclip"):
+            summary = json.loads((wd / "predictions" / name / "summary.json").read_text())
+            assert summary["members"][0]["test_mean_dice"] == pytest.approx(
+                results["metrics"]["dice"]["models"][name]["full_sample"], abs=1e-12)
+        with open(wd / "predictions" / "chexagent" / "member0" / "segmentation.csv") as f:
+            areas[threshold] = sum(int(r["pred_area"]) for r in csv.DictReader(f))
+    assert areas["0.05"] > areas["0.5"]

@@ -62,7 +62,7 @@ def test_linear_seg_probe_learns_a_mask_contained_in_the_features(tmp_path):
                  progress=False)
     with predictions.MaskFiles(tmp_path, "enc", len(SPLIT[2])) as sink:
         test = predict(result, data, SPLIT[2][::-1], progress=False, mask_sink=sink)
-    summary = predictions.write(tmp_path, "enc", result, test)
+    summary = predictions.write(tmp_path, "enc", result, test, empty_mask_rule="zero")
     rows = read_csv(tmp_path / "predictions" / "enc" / "member0" / "segmentation.csv")
     masks = np.load(tmp_path / "predictions" / "enc" / "member0" / "masks.npy")
     assert [r["case_id"] for r in rows] == [f"case{i}" for i in SPLIT[2]]  # increasing row order
@@ -87,7 +87,8 @@ def test_cross_attention_segmenter_learns_the_mask(tmp_path):
     config = TrainConfig(learning_rate=1e-2, max_epochs=20)
     result = fit(lambda rngs: CrossAttentionSegmenter(C, D, G, S, rngs=rngs, **TINY), data, *SPLIT[:2], config,
                  loss="bce", progress=False)
-    predictions.write(tmp_path, "enc", result, predict(result, data, SPLIT[2], progress=False))
+    predictions.write(tmp_path, "enc", result, predict(result, data, SPLIT[2], progress=False),
+                      empty_mask_rule="zero")
     rows = read_csv(tmp_path / "predictions" / "enc" / "member0" / "segmentation.csv")
     assert not (tmp_path / "predictions" / "enc" / "member0" / "masks.npy").exists()
     dice = [2 * int(r["intersection"]) / (int(r["pred_area"]) + int(r["true_area"])) for r in rows]
@@ -101,7 +102,7 @@ def test_linear_probe_learns_labels_and_ctr(tmp_path, kind):
     result = fit(lambda rngs: LinearProbe(D, rngs=rngs), data, np.arange(200), np.arange(200, 240), config,
                  loss=kind, progress=False)
     test = predict(result, data, np.arange(240, 300), progress=False)
-    summary = predictions.write(tmp_path, "enc", result, test)
+    summary = predictions.write(tmp_path, "enc", result, test, empty_mask_rule="zero")
     assert test.outputs.shape == test.loss.shape == (2, 60) and test.intersection is None
     for k in range(2):
         rows = read_csv(tmp_path / "predictions" / "enc" / f"member{k}" / "predictions.csv")

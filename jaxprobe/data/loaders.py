@@ -20,15 +20,19 @@ if TYPE_CHECKING:  # the tfds package imports tensorflow-datasets, an optional d
     from .tfds.index import IndexRow
 
 
-def record_loader(records: Sequence[Record], spec, mask: str | None = None, read_kwargs: dict | None = None):
-    """row -> {"pixels": float32 [S,S,3], "mask": bool [S,S]} (the mask on the same grid as the pixels)."""
-    read_kwargs = read_kwargs or {}
+def record_loader(records: Sequence[Record], spec, mask: str | None = None, read_kwargs: dict | None = None,
+                  mask_options: dict | None = None):
+    """row -> {"pixels": float32 [S,S,3], "mask": bool [S,S]} (the mask on the same grid as the pixels).
+
+    ``read_kwargs`` go to ``read_image`` (e.g. ``scaling="minmax"``), ``mask_options`` to ``preprocess_mask``
+    (``resample``, ``threshold``)."""
+    read_kwargs, mask_options = read_kwargs or {}, mask_options or {}
 
     def load(i: int) -> dict:
         r = records[i]
         out = {"pixels": preprocess(read_image(r.path, **read_kwargs), spec)}
         if mask is not None:
-            out["mask"] = preprocess_mask(r.mask(mask), spec)  # a SIIM negative decodes to an empty mask
+            out["mask"] = preprocess_mask(r.mask(mask), spec, **mask_options)  # a SIIM negative: an empty mask
         return out
 
     return load
@@ -39,7 +43,8 @@ def record_targets(records: Sequence[Record]) -> dict[str, np.ndarray]:
             "ctr": np.array([np.nan if r.ctr is None else r.ctr for r in records], np.float32)}
 
 
-def prepared_loader(source, spec, mask: str | None = None, indices: Sequence[int] | None = None):
+def prepared_loader(source, spec, mask: str | None = None, indices: Sequence[int] | None = None,
+                    mask_options: dict | None = None):
     """row -> {"pixels": float32 [S,S,3], "mask": bool [S,S]}; row r reads ``source[indices[r]]``.
 
     ``source`` is one split's data source (``builder.as_data_source(split)`` or ``tfds.data_source(...)``);
@@ -54,7 +59,7 @@ def prepared_loader(source, spec, mask: str | None = None, indices: Sequence[int
             masks = example["masks"]
             if mask not in masks:
                 raise KeyError(f"mask {mask!r} not in this dataset; it has {sorted(masks)}")
-            out["mask"] = preprocess_mask(masks[mask], spec)
+            out["mask"] = preprocess_mask(masks[mask], spec, **(mask_options or {}))
         return out
 
     return load

@@ -47,10 +47,12 @@ class Batches:
             self.device_arrays = [jax.device_put(np.asarray(a[self.rows]), replicated) for a in self.arrays]
             self._take = jax.jit(lambda arrays, at: [a[at] for a in arrays], out_shardings=self.sharding)
 
-    def plan(self, indices: np.ndarray, batch_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Split ``indices`` (in order) into batches of sorted rows, the last padded with zero-weight rows."""
+    def plan(self, indices: np.ndarray, batch_size: int, drop_last: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Split ``indices`` (in order) into batches of sorted rows, the last padded with zero-weight rows (or
+        left out with ``drop_last``, as a PyTorch DataLoader(drop_last=True) does)."""
         batches = []
-        for start in range(0, len(indices), batch_size):
+        stop = len(indices) - len(indices) % batch_size if drop_last else len(indices)
+        for start in range(0, stop, batch_size):
             rows = np.sort(indices[start:start + batch_size])
             weights = np.zeros(batch_size, np.float32)
             weights[:len(rows)] = 1.0
@@ -65,9 +67,9 @@ class Batches:
             arrays = [jax.device_put(np.asarray(a[rows]), self.sharding) for a in self.arrays]
         return tuple(arrays[:-1]), arrays[-1], jax.device_put(weights, self.sharding)
 
-    def __call__(self, indices: np.ndarray, batch_size: int, depth: int = 2) -> Iterator:
+    def __call__(self, indices: np.ndarray, batch_size: int, depth: int = 2, drop_last: bool = False) -> Iterator:
         """Batches in order, gathered by a background thread ``depth`` batches ahead of the consumer."""
-        plan = self.plan(indices, batch_size)
+        plan = self.plan(indices, batch_size, drop_last)
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             pending = collections.deque()
             for batch in plan:

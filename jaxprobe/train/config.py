@@ -21,16 +21,27 @@ class TrainConfig:
     batch_size: int = 16
     eval_batch_size: int = 16
     patience: int = 10  # epochs without an improvement of at least min_delta before a member stops
-    min_delta: float = 1e-4
-    max_epochs: int = 100
+    min_delta: float = 1e-4  # drives the patience counter only; the kept weights are the lowest validation loss
+    max_epochs: int = 500  # a cap (the authors' value); early stopping normally ends training first
     seeds: tuple[int, ...] = (0,)  # initialisation seeds, one member each
     learning_rates: tuple[float, ...] = ()  # a learning-rate grid instead of (or zipped with) the seeds
     shuffle_seed: int = 0  # the batch order, shared by all members
     data_on_device: bool = False  # copy the needed rows to the devices once instead of gathering per batch
+    # Binary losses: weights of the negative and positive class, (1, 1) = plain BCE. The authors' 2-class linear
+    # segmentation probe trains with weighted cross-entropy, [1, 5] for pneumothorax and [1, 1] for heart.
+    class_weights: tuple[float, float] = (1.0, 1.0)
+    clip_grad_norm: float = 0.0  # > 0: clip gradients to this global norm first (the authors' code: 1.0)
+    drop_last: bool = False  # leave out the last partial training batch each epoch (the authors' DataLoader)
 
     def __post_init__(self):
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
         object.__setattr__(self, "learning_rates", tuple(float(r) for r in self.learning_rates))
+        object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
+        if len(self.class_weights) != 2 or min(self.class_weights) <= 0:
+            raise ValueError(f"TrainConfig.class_weights must be two positive weights (negative, positive), got "
+                             f"{self.class_weights}")
+        if self.clip_grad_norm < 0:
+            raise ValueError(f"TrainConfig.clip_grad_norm must be >= 0 (0 = no clipping), got {self.clip_grad_norm}")
         for key in ("batch_size", "eval_batch_size", "patience", "max_epochs"):
             if getattr(self, key) < 1:
                 raise ValueError(f"TrainConfig.{key} must be >= 1, got {getattr(self, key)}")
@@ -52,7 +63,8 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["seeds"], d["learning_rates"] = list(self.seeds), list(self.learning_rates)
+        for key in ("seeds", "learning_rates", "class_weights"):
+            d[key] = list(getattr(self, key))
         return d
 
     @classmethod
@@ -61,7 +73,7 @@ class TrainConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"TrainConfig: unknown keys {sorted(unknown)}; expected some of {sorted(known)}")
-        return cls(**{k: tuple(v) if k in ("seeds", "learning_rates") else v for k, v in d.items()})
+        return cls(**{k: tuple(v) if k in ("seeds", "learning_rates", "class_weights") else v for k, v in d.items()})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,8 +1,10 @@
-"""Early stopping of K members on their validation losses: a state in, the next state and who improved out.
+"""Early stopping of K members on their validation losses: a state in, the next state and who has new best weights out.
 
-A member improves when its validation loss is at least ``min_delta`` below its best so far; that epoch becomes
-its best (the weights the caller keeps). After ``patience`` epochs in a row without an improvement the member
-stops for good. No JAX and no I/O: the training loop applies the decision, checkpoints store ``to_dict()``.
+Two things are tracked per member, as the authors' Lightning callbacks do (ModelCheckpoint on the lowest
+validation loss, EarlyStopping with ``min_delta``): the lowest validation loss so far, whose epoch's weights are
+the ones kept and evaluated, and the reference loss of the patience counter, which moves only when a loss is at
+least ``min_delta`` below it. After ``patience`` epochs in a row without such an improvement the member stops
+for good. No JAX and no I/O: the training loop applies the decision, checkpoints store ``to_dict()``.
 """
 from __future__ import annotations
 
@@ -15,17 +17,24 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class StoppingState:
-    """Per member: best validation loss and its epoch, epochs since then, still training, epochs trained."""
+    """Per member: lowest validation loss and its epoch (the kept weights), the patience counter's reference loss,
+    epochs since it last improved by min_delta, still training, epochs trained."""
 
     best_val_loss: tuple[float, ...]
     best_epoch: tuple[int, ...]
     bad_epochs: tuple[int, ...]
     active: tuple[bool, ...]
     epochs_trained: tuple[int, ...]
+    reference_loss: tuple[float, ...] = ()
+
+    def __post_init__(self):
+        if not self.reference_loss:  # checkpoints written before the reference was tracked apart
+            object.__setattr__(self, "reference_loss", self.best_val_loss)
 
     @classmethod
     def start(cls, members: int) -> "StoppingState":
-        return cls((math.inf,) * members, (-1,) * members, (0,) * members, (True,) * members, (0,) * members)
+        return cls((math.inf,) * members, (-1,) * members, (0,) * members, (True,) * members, (0,) * members,
+                   (math.inf,) * members)
 
     def to_dict(self) -> dict:
         """Lists under the field names: JSON for the checkpoint's bookkeeping."""
@@ -33,23 +42,28 @@ class StoppingState:
 
     @classmethod
     def from_dict(cls, d: dict) -> "StoppingState":
-        return cls(**{f.name: tuple(d[f.name]) for f in dataclasses.fields(cls)})
+        return cls(**{f.name: tuple(d[f.name]) for f in dataclasses.fields(cls) if f.name in d})
 
 
 def update(state: StoppingState, val_losses: Sequence[float], epoch: int, min_delta: float,
            patience: int) -> tuple[StoppingState, np.ndarray]:
-    """Account for ``epoch``'s validation losses; returns the new state and which members improved (a stopped
-    member never improves and its entries stay as they were)."""
-    best, best_epoch, bad, active, trained = (list(getattr(state, f.name)) for f in dataclasses.fields(state))
-    improved = np.zeros(len(active), bool)
+    """Account for ``epoch``'s validation losses; returns the new state and which members reached a new lowest
+    validation loss (their weights become the kept ones). A stopped member never changes."""
+    best, best_epoch, bad, active, trained, reference = (list(getattr(state, f.name))
+                                                         for f in dataclasses.fields(state))
+    new_best = np.zeros(len(active), bool)
     for k, loss in enumerate(val_losses):
         if not active[k]:
             continue
+        loss = float(loss)
         trained[k] = epoch + 1
-        if best[k] - float(loss) >= min_delta:
-            improved[k] = True
-            best[k], best_epoch[k], bad[k] = float(loss), epoch, 0
+        if loss < best[k]:
+            new_best[k] = True
+            best[k], best_epoch[k] = loss, epoch
+        if reference[k] - loss >= min_delta:
+            reference[k], bad[k] = loss, 0
         else:
             bad[k] += 1
         active[k] = bad[k] < patience
-    return StoppingState(tuple(best), tuple(best_epoch), tuple(bad), tuple(active), tuple(trained)), improved
+    return StoppingState(tuple(best), tuple(best_epoch), tuple(bad), tuple(active), tuple(trained),
+                         tuple(reference)), new_best

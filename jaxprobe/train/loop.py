@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import pathlib
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -31,25 +32,33 @@ from .checkpoints import Checkpoints, digest
 from .config import ProbeData, TrainConfig, check_data
 from .losses import per_sample_loss
 
+log = logging.getLogger("jaxprobe.train")
 
 def make_optimizer(config: TrainConfig, learning_rate: float | None = None) -> optax.GradientTransformation:
-    """AdamW whose learning rate lives in the optimiser state, so members can carry different ones."""
-    return optax.inject_hyperparams(optax.adamw)(
+    """AdamW whose learning rate lives in the optimiser state, so members can carry different ones; with
+    ``clip_grad_norm`` > 0 the gradients are first clipped to that global norm (the authors' Lightning
+    ``gradient_clip_val=1.0``)."""
+    adamw = optax.inject_hyperparams(optax.adamw)(
         learning_rate=config.learning_rate if learning_rate is None else learning_rate, b1=config.adam_b1,
         b2=config.adam_b2, eps=config.adam_eps, weight_decay=config.weight_decay)
+    if config.clip_grad_norm > 0:
+        return optax.chain(optax.clip_by_global_norm(config.clip_grad_norm), adamw)
+    return adamw
 
 
 # ------------------------------------------------------------------------------------------- step functions
-def member_loss(graphdef, loss: str, params, stats, features, targets, weights):
+def member_loss(graphdef, loss: str, class_weights, params, stats, features, targets, weights):
     """One member's weighted mean batch loss (padding rows weigh 0) and its updated BatchNorm statistics."""
     head = nnx.merge(graphdef, params, stats, copy=True)
     outputs = head(*features, sample_mask=weights > 0)
-    losses = per_sample_loss(loss, outputs, targets)
+    losses = per_sample_loss(loss, outputs, targets, class_weights)
     return jnp.sum(losses * weights) / jnp.sum(weights), nnx.state(head, nnx.BatchStat)
 
 
-def member_step(graphdef, loss: str, tx, params, stats, opt_state, active, features, targets, weights):
-    (value, new_stats), grads = jax.value_and_grad(functools.partial(member_loss, graphdef, loss), has_aux=True)(
+def member_step(graphdef, loss: str, class_weights, tx, params, stats, opt_state, active, features, targets,
+                weights):
+    (value, new_stats), grads = jax.value_and_grad(functools.partial(member_loss, graphdef, loss, class_weights),
+                                                   has_aux=True)(
         params, stats, features, targets, weights)
     updates, new_opt_state = tx.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
@@ -66,14 +75,15 @@ def members_outputs(graphdef, params, stats, features):
     return jax.vmap(member_outputs, in_axes=(0, 0, None))(params, stats, features)
 
 
-def members_losses(loss: str, outputs, targets):
+def members_losses(loss: str, outputs, targets, class_weights=(1.0, 1.0)):
     """Per-sample losses of every member's outputs against the shared targets: [K, B]."""
-    return jax.vmap(per_sample_loss, in_axes=(None, 0, None))(loss, outputs, targets)
+    member = functools.partial(per_sample_loss, loss, class_weights=tuple(class_weights))
+    return jax.vmap(member, in_axes=(0, None))(outputs, targets)
 
 
-def eval_losses(graphdef, loss: str, params, stats, features, targets, weights):
+def eval_losses(graphdef, loss: str, class_weights, params, stats, features, targets, weights):
     """Each member's summed validation loss over the real rows of a batch: [K]."""
-    losses = members_losses(loss, members_outputs(graphdef, params, stats, features), targets)
+    losses = members_losses(loss, members_outputs(graphdef, params, stats, features), targets, class_weights)
     return jnp.sum(losses * weights, axis=1)
 
 
@@ -98,10 +108,11 @@ class TrainSteps(NamedTuple):
 
 
 def make_steps(graphdef_train, graphdef_eval, loss: str, config: TrainConfig) -> TrainSteps:
-    train = functools.partial(member_step, graphdef_train, loss, make_optimizer(config))
+    weights = tuple(config.class_weights)
+    train = functools.partial(member_step, graphdef_train, loss, weights, make_optimizer(config))
     return TrainSteps(
         train_step=jax.jit(jax.vmap(train, in_axes=(0, 0, 0, 0, None, None, None)), donate_argnums=(0, 1, 2)),
-        eval_losses=jax.jit(functools.partial(eval_losses, graphdef_eval, loss)))
+        eval_losses=jax.jit(functools.partial(eval_losses, graphdef_eval, loss, weights)))
 
 
 # ------------------------------------------------------------------------------------------- the members
@@ -167,6 +178,9 @@ def fit(make_head: Callable[[nnx.Rngs], nnx.Module], data: ProbeData, train_idx:
     head, graphdef_train, graphdef_eval, state = init_members(make_head, config)
     check_data(name, head, loss, data, train_idx, val_idx)
     check_mesh(name, mesh, config)
+    if config.drop_last and len(train_idx) < config.batch_size:
+        raise TrainingError(f"{name}: drop_last with {len(train_idx)} training cases, fewer than one batch of "
+                            f"{config.batch_size}: no training step would run")
     inputs, output = tuple(head.inputs), head.output
     replicated = NamedSharding(mesh, P())
     state = jax.device_put(state, replicated)
@@ -197,7 +211,8 @@ def fit(make_head: Callable[[nnx.Rngs], nnx.Module], data: ProbeData, train_idx:
         order = np.random.default_rng([config.shuffle_seed, epoch]).permutation(train_idx)
         step_losses, step_weights = [], []
         params, stats, opt_state = state["params"], state["stats"], state["opt_state"]
-        for (_, weights), (features, targets, weights_dev) in batches(order, config.batch_size):
+        for (_, weights), (features, targets, weights_dev) in batches(order, config.batch_size,
+                                                                      drop_last=config.drop_last):
             params, stats, opt_state, value = steps.train_step(params, stats, opt_state, active, features,
                                                                targets, weights_dev)
             step_losses.append(value)
@@ -205,7 +220,7 @@ def fit(make_head: Callable[[nnx.Rngs], nnx.Module], data: ProbeData, train_idx:
         state.update(params=params, stats=stats, opt_state=opt_state)
         step_losses = np.asarray(jnp.stack(step_losses))  # [steps, K]
         _raise_if_not_finite(name, "training", step_losses, members, epoch, was_active)
-        train_loss = (step_losses * np.asarray(step_weights)[:, None]).sum(0) / len(train_idx)
+        train_loss = (step_losses * np.asarray(step_weights)[:, None]).sum(0) / np.sum(step_weights)
 
         val_sum = jnp.zeros(k_members)
         for _, (features, targets, weights_dev) in batches(val_idx, config.eval_batch_size):
@@ -213,6 +228,7 @@ def fit(make_head: Callable[[nnx.Rngs], nnx.Module], data: ProbeData, train_idx:
         val_loss = np.asarray(val_sum) / len(val_idx)
         _raise_if_not_finite(name, "validation", val_loss[None], members, epoch, was_active)
 
+        # the weights kept are those of each member's lowest validation loss; min_delta only drives patience
         stopping, improved = early_stopping.update(stopping, val_loss, epoch, config.min_delta, config.patience)
         improved_dev = jax.device_put(improved, replicated)
         state["best_params"] = keep_best(improved_dev, state["params"], state["best_params"])
@@ -231,7 +247,13 @@ def fit(make_head: Callable[[nnx.Rngs], nnx.Module], data: ProbeData, train_idx:
 
     summary = [{"member": k, "seed": seed, "learning_rate": lr, "best_epoch": stopping.best_epoch[k],
                 "best_val_loss": stopping.best_val_loss[k], "epochs_trained": stopping.epochs_trained[k],
-                "early_stopped": not stopping.active[k]} for k, (seed, lr) in enumerate(members)]
+                "early_stopped": not stopping.active[k],
+                "stopped_by": "early_stopping" if not stopping.active[k] else "epoch_cap"}
+               for k, (seed, lr) in enumerate(members)]
+    capped = [m for m in summary if m["stopped_by"] == "epoch_cap"]
+    if capped:  # the weights are then the best of a training that was cut short, not an early-stopped one
+        log.warning(f"{name}: member(s) {[m['member'] for m in capped]} stopped at the epoch cap "
+                    f"(max_epochs={config.max_epochs}) before early stopping ended them")
     return FitResult(name=name, loss=loss, inputs=inputs, output=output, graphdef=graphdef_eval,
                      params=state["best_params"], batch_stats=state["best_stats"], members=summary,
                      history=history, config=config.to_dict())

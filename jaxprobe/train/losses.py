@@ -30,10 +30,22 @@ def _bce_backward(residual, g):
 bce_with_logits.defvjp(_bce_forward, _bce_backward)
 
 
-def per_sample_loss(kind: str, outputs: jax.Array, targets: jax.Array) -> jax.Array:
-    """Mean loss of each sample (over its pixels for masks): [B]."""
+def weighted_bce_with_logits(logits: jax.Array, targets: jax.Array, negative: float, positive: float) -> jax.Array:
+    """Class-weighted binary cross-entropy of logits: positive * y * softplus(-x) + negative * (1 - y) * softplus(x).
+
+    With x = l1 - l0 the margin of a 2-class head this is PyTorch's ``CrossEntropyLoss(weight=[negative, positive])``
+    on one-hot (probability) targets, whose mean divides by the number of pixels, not by the summed weights."""
+    return positive * targets * jax.nn.softplus(-logits) + negative * (1.0 - targets) * jax.nn.softplus(logits)
+
+
+def per_sample_loss(kind: str, outputs: jax.Array, targets: jax.Array,
+                    class_weights: tuple[float, float] = (1.0, 1.0)) -> jax.Array:
+    """Mean loss of each sample (over its pixels for masks): [B]. ``class_weights`` (negative, positive) weigh
+    the binary loss; (1, 1) is plain BCE."""
     targets = targets.astype(jnp.float32)
-    if kind == "bce":
+    if kind == "bce" and tuple(class_weights) != (1.0, 1.0):
+        losses = weighted_bce_with_logits(outputs, targets, *map(float, class_weights))
+    elif kind == "bce":
         losses = bce_with_logits(outputs, targets)
     elif kind == "mse":
         losses = jnp.square(outputs - targets)

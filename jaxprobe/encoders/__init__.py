@@ -19,7 +19,8 @@ from flax import nnx
 from . import checkpoint
 from .registry import DEFAULTS, MODULES, NAME_OF_FAMILY
 from .spec import EncoderSpec
-from .transformer import DTYPES, ViTConfig
+from .config import ViTConfig
+from .transformer import DTYPES
 
 __all__ = ["Encoder", "EncoderSpec", "ViTConfig", "build_module", "load", "NAMES"]
 

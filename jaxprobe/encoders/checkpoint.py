@@ -13,7 +13,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from .spec import EncoderSpec
-from .transformer import ViTConfig
+from .config import ViTConfig
 
 META_FILE = "encoder.json"
 PARAMS_DIR = "params"

@@ -10,7 +10,7 @@ from .dinov2 import Dinov2Encoder
 from .siglip import SiglipEncoder
 from .spec import EncoderSpec
 from .timm_vit import TimmViTEncoder
-from .transformer import ViTConfig
+from .config import ViTConfig
 
 MODULES = {"dinov2": Dinov2Encoder, "siglip": SiglipEncoder, "timm_vit": TimmViTEncoder}
 

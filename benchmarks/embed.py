@@ -108,7 +108,7 @@ def full_size(n: int, dtype: str) -> None:
         records = siim_records(paths.siim_root, csv_path=paths.siim_csv)
         device = jax.devices()[0]
         print(f"{n} synthetic DICOMs (512x512), {len(jax.local_devices())} x {device.device_kind}, {dtype}")
-        for name in encoders.NAMES:
+        for name in encoders.registry.STUDY_NAMES:
             enc = encoders.load(name, dtype=dtype)
             warm = extract_records(enc, records[:32], os.path.join(tmp, "warm"), name=name, batch_size=32,
                                    progress=False, log=lambda m: None)  # compile outside the timing

@@ -23,10 +23,10 @@ import jax  # noqa: E402
 import torch  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from convert import biomedclip, chexagent, rad_dino  # noqa: E402
-from convert.mapping import apply_rules  # noqa: E402
+from jaxprobe.encoders.conversion import dinov2, siglip, timm_vit  # noqa: E402
+from jaxprobe.encoders.conversion.rules import apply_rules  # noqa: E402
 from jaxprobe.encoders import Encoder, build_module  # noqa: E402
-from jaxprobe.encoders.registry import DEFAULTS  # noqa: E402
+from jaxprobe.encoders import registry  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 spec sheets
 
@@ -51,21 +51,21 @@ def torch_reference(name):
         from transformers import Dinov2Model
 
         model = Dinov2Model(dinov2_config(full=True))
-        return model, lambda x: (lambda o: (o.last_hidden_state[:, 0], o.last_hidden_state[:, 1:]))(model(pixel_values=x)), rad_dino
+        return model, lambda x: (lambda o: (o.last_hidden_state[:, 0], o.last_hidden_state[:, 1:]))(model(pixel_values=x)), dinov2
     if name == "chexagent":
         from transformers import SiglipVisionConfig, SiglipVisionModel
 
         model = SiglipVisionModel(SiglipVisionConfig(**siglip_vision_kwargs(full=True)))
-        return model, lambda x: (lambda o: (o.pooler_output, o.last_hidden_state))(model(pixel_values=x)), chexagent
+        return model, lambda x: (lambda o: (o.pooler_output, o.last_hidden_state))(model(pixel_values=x)), siglip
     from open_clip.timm_model import TimmModel
 
     model = TimmModel("vit_base_patch16_224", embed_dim=512, image_size=224, pool="", proj="linear", proj_bias=False)
     prefix = model.trunk.num_prefix_tokens
-    return model, lambda x: (model(x), model.trunk.forward_features(x)[:, prefix:]), biomedclip
+    return model, lambda x: (model(x), model.trunk.forward_features(x)[:, prefix:]), timm_vit
 
 
 def flax_from_torch(name, model, fam, dtype):
-    cfg, spec = DEFAULTS[name]
+    cfg, spec = registry.get(name).config, registry.get(name).spec
     sd = {fam.canonical_key(k) if hasattr(fam, "canonical_key") else k: v.detach().float().numpy()
           for k, v in model.state_dict().items()}
     params = apply_rules(sd, fam.rules(cfg), ignore=fam.ignore, source=name)
@@ -103,7 +103,7 @@ def main():
           f"({torch_threads} threads) | batch {args.batch} | best of {args.repeats}")
     print(f"{'encoder':<11} {'size':>4} {'flax img/s':>11} {'torch img/s':>12} {'flax/torch':>10} {'max rel err':>11}")
     for name in args.encoders.split(","):
-        cfg, spec = DEFAULTS[name]
+        cfg, spec = registry.get(name).config, registry.get(name).spec
         s = spec.input_size
         model, torch_fn, fam = torch_reference(name)
         model = model.float().eval()

@@ -9,8 +9,15 @@ when no data root is given or an encoder has no checkpoint), ``configs/ptx_custo
 from ml_collections import ConfigDict
 
 from jaxprobe.config import profile_arg
+from jaxprobe.encoders.registry import STUDY_NAMES
 
-ENCODERS = ("rad_dino", "chexagent", "biomedclip")
+
+def encoder_block(checkpoint: str = "") -> ConfigDict:
+    """The settings of one encoder of an analysis (``c.encoders.<name> = encoder_block()`` adds a registered one)."""
+    e = ConfigDict()
+    e.checkpoint = checkpoint  # a converted folder, or an original one (converted on the fly, parity report kept)
+    e.input_size = 0  # 0: the checkpoint's own
+    return e
 
 
 def base(analysis: str, *, source: str, task: str, target: str, title: str, head: str, metrics: tuple,
@@ -57,12 +64,9 @@ def base(analysis: str, *, source: str, task: str, target: str, title: str, head
     c.target = target  # SIIM: "pneumothorax" (mask) | "label"; cardiomegaly: "heart" (mask) | "label" | "ctr"
 
     c.encoders = ConfigDict()
-    c.encoders.names = ENCODERS
-    for name in ENCODERS:
-        e = ConfigDict()
-        e.checkpoint = ""  # a converted folder, or an original one (converted on the fly, parity report kept)
-        e.input_size = 0  # 0: the checkpoint's own
-        c.encoders[name] = e
+    c.encoders.names = STUDY_NAMES
+    for name in STUDY_NAMES:
+        c.encoders[name] = encoder_block()
     # Sizes of the randomly initialised encoders used when no checkpoint is given (the embedded default keeps
     # the patch and input sizes of the real models and shrinks depth and width so a laptop CPU copes).
     c.encoders.random = ConfigDict({"width": 96, "depth": 2, "num_heads": 2, "seed": 0})

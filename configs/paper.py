@@ -12,6 +12,7 @@ on to every analysis (``configs/paper.py:full`` loads ``configs/ptx_linear.py:fu
 from ml_collections import ConfigDict
 
 from jaxprobe.config import module_beside, profile_arg
+from jaxprobe.encoders.registry import STUDY_NAMES
 
 common = module_beside(__file__, "common")
 
@@ -30,7 +31,7 @@ def get_config(arg=None):
     c.nih_root = ""
     c.manifest = ""
     c.chexmask_csv = ""
-    c.checkpoints = ConfigDict({name: "" for name in common.ENCODERS})
+    c.checkpoints = ConfigDict({name: "" for name in STUDY_NAMES})
     c.n_resamples = 10_000
     c.train_seeds = (0,)
     # The keys --each.KEY=VALUE may set, with their types: the shared analysis settings. Only the keys given on

@@ -1,11 +1,10 @@
 """Port PyTorch checkpoints of the study's encoders to Flax and prove parity with the original code.
 
 ``python -m convert {rad_dino|chexagent|biomedclip} --src PATH --out DIR`` and
-``python -m convert verify --ckpt DIR --src PATH``. Each family module exposes ``read_source(src)`` (architecture,
-spec and state dict from the user's files), ``rules(config)`` (the key map) and ``reference(src)`` (the
-original PyTorch module, for the parity check).
+``python -m convert verify --ckpt DIR --src PATH``. The rules, readers and parity check live in the library
+(``jaxprobe.encoders.conversion``), so a run can convert an original folder on the fly; this folder is the
+script users run.
 """
-from .mapping import ConversionError
-from .pipeline import FAMILIES, convert, verify
+from jaxprobe.encoders.conversion import ConversionError, convert, verify
 
-__all__ = ["ConversionError", "FAMILIES", "convert", "verify"]
+__all__ = ["ConversionError", "convert", "verify"]

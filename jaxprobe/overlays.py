@@ -12,9 +12,9 @@ import numpy as np  # noqa: E402
 from . import predictions  # noqa: E402
 from .data import preprocess  # noqa: E402
 from .embed.store import Store  # noqa: E402
+from .encoders.registry import display_name  # noqa: E402
 from .encoders.spec import EncoderSpec  # noqa: E402
 from .heads import SCENARIOS  # noqa: E402
-from .tables import display_name  # noqa: E402
 
 
 def write_overlays(config, inputs, workdir: Path, n: int = 4) -> Path:

@@ -4,13 +4,10 @@ from __future__ import annotations
 import csv
 import math
 
-DISPLAY_NAMES = {"rad_dino": "RAD-DINO", "chexagent": "CheXagent", "biomedclip": "BiomedCLIP"}
+from .encoders.registry import display_name
+
 PAIRWISE_COLUMNS = ("task", "scenario", "metric", "model_a", "model_b", "difference", "ci_low", "ci_high",
                     "p_value", "p_adjusted", "bonferroni_threshold", "significant")
-
-
-def display_name(model: str) -> str:
-    return DISPLAY_NAMES.get(model, model)
 
 
 def _num(x, digits=3) -> str:

@@ -130,6 +130,7 @@ def _data(config):
 
 
 def _encoders(config):
+    from .encoders import registry
     from .encoders.transformer import DTYPES
 
     names = tuple(config.encoders.names)
@@ -142,6 +143,8 @@ def _encoders(config):
             known = sorted(k for k, v in config.encoders.items() if isinstance(v, ConfigDict) and k != "random")
             yield "encoders.names", f"{name!r} has no encoders.{name} block; configured: {known}"
             continue
+        if name not in registry.names():
+            yield "encoders.names", f"{name!r} is not a registered encoder; registered: {list(registry.names())}"
         e = config.encoders[name]
         if e.checkpoint and not Path(e.checkpoint).exists():
             yield f"encoders.{name}.checkpoint", f"{e.checkpoint} does not exist"

@@ -7,12 +7,14 @@ import json
 
 import numpy as np
 import pytest
+
+from jaxprobe.errors import CheckpointError
 import torch
 from safetensors.torch import load_file, save_file
 
 import convert
 from convert.__main__ import main as convert_main
-from convert.pipeline import convert_params
+from jaxprobe.encoders.conversion import convert_params
 from jaxprobe import encoders
 from reference_models import (RAD_DINO_PREPROCESSOR, make_biomedclip, make_dinov2, make_siglip)
 
@@ -191,5 +193,5 @@ def test_converted_folder_cannot_change_architecture(tmp_path):
     convert.convert("rad_dino", src, tmp_path / "out", parity=False)
     with pytest.raises(ValueError, match="cannot be changed for a converted checkpoint"):
         encoders.load(tmp_path / "out", depth=1)
-    with pytest.raises(FileExistsError, match="already exists"):
+    with pytest.raises(CheckpointError, match="already exists"):
         convert.convert("rad_dino", src, tmp_path / "out", parity=False)

@@ -2,6 +2,8 @@
 import numpy as np
 import pytest
 
+from jaxprobe.errors import CheckpointError
+
 from jaxprobe import encoders
 
 
@@ -68,5 +70,5 @@ def test_bad_arguments_are_named():
 
 def test_folder_without_encoder_json_points_to_the_converter(tmp_path):
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(FileNotFoundError, match="python -m convert"):
+    with pytest.raises(CheckpointError, match="python -m convert"):
         encoders.load(str(tmp_path))

@@ -23,8 +23,8 @@ def encoder_for(config: ConfigDict, name: str):
     from ..encoders import checkpoint
 
     e = config.encoders[name] if name in config.encoders else None
-    if e is None or name not in encoders.NAMES:
-        raise RunError(f"unknown encoder {name!r}; expected some of {list(encoders.NAMES)}")
+    if e is None or name not in encoders.names():
+        raise RunError(f"unknown encoder {name!r}; expected some of {list(encoders.names())}")
     dtype = config.embed.dtype
     size = e.input_size or None
     if not e.checkpoint:
@@ -41,7 +41,7 @@ def encoder_for(config: ConfigDict, name: str):
 
 def convert_cached(config: ConfigDict, name: str, src: Path) -> Path:
     """An original checkpoint folder is converted once into the cache, its parity report kept and shown."""
-    from convert import convert
+    from ..encoders.conversion import convert
 
     stat = [(p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in sorted(src.iterdir()) if p.is_file()]
     key = hashlib.sha256(json.dumps([str(src.absolute()), stat]).encode()).hexdigest()[:16]

@@ -1,149 +1,32 @@
-"""Flax NNX ports of the study's encoders and ``load(name_or_dir, **overrides)``.
+"""Flax NNX ports of the study's encoders: ``load(name_or_dir, **overrides)`` and the encoder registry.
 
 >>> enc = load("rad_dino")                  # full-size RAD-DINO architecture, random weights (seeded)
 >>> enc = load("rad_dino", depth=2, width=192, num_heads=3)   # reduced size for a CPU demo
 >>> enc = load("/ckpts/rad_dino")           # a folder written by ``python -m convert``
 >>> g, p = enc.embed(pixels)                # pixels: float32 [B, S, S, 3], already normalised
+>>> names(), registry.get("rad_dino").display_name
+
+JAX is imported only when ``Encoder``, ``build_module`` or ``load`` is first used, so code that only needs the
+registry (display names, config defaults) stays light.
 """
 from __future__ import annotations
 
-import dataclasses
-import os
-from functools import partial
-from typing import Any
+import importlib
 
-import jax
-import jax.numpy as jnp
-from flax import nnx
-
-from . import checkpoint
-from .registry import DEFAULTS, MODULES, NAME_OF_FAMILY
+from . import registry
+from .config import ViTConfig
+from .registry import names
 from .spec import EncoderSpec
-from .transformer import DTYPES, ViTConfig
 
-__all__ = ["Encoder", "EncoderSpec", "ViTConfig", "build_module", "load", "NAMES"]
-
-NAMES = tuple(DEFAULTS)
-ARCH_OVERRIDES = ("width", "depth", "num_heads", "mlp_dim", "proj_dim")
-RUNTIME_OVERRIDES = ("input_size", "dtype", "precision", "seed")
+__all__ = ["Encoder", "EncoderSpec", "ViTConfig", "build_module", "load", "names", "registry"]
+_FROM_ENCODER = ("Encoder", "build_module", "load")
 
 
-def build_module(config: ViTConfig, *, dtype: str = "float32", seed: int = 0) -> nnx.Module:
-    if config.family not in MODULES:
-        raise ValueError(f"unknown encoder family {config.family!r}; expected one of {sorted(MODULES)}")
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    return MODULES[config.family](config, dtype=DTYPES[dtype], rngs=nnx.Rngs(seed))
+def __getattr__(attr: str):
+    if attr in _FROM_ENCODER:
+        return getattr(importlib.import_module(".encoder", __name__), attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
-def _apply(graphdef, state, pixels):
-    module = nnx.merge(graphdef, state)
-    g, p = module(pixels)
-    return g.astype(jnp.float32), p.astype(jnp.float32)
-
-
-class Encoder:
-    """A frozen encoder: ``.spec`` says what it expects, ``.embed(pixels)`` gives (global, patches)."""
-
-    def __init__(self, module: nnx.Module, config: ViTConfig, spec: EncoderSpec, *, dtype: str = "float32",
-                 precision: str | None = None, source: str = "", meta: dict | None = None):
-        self.module = module
-        self.config = config
-        self.spec = spec
-        self.dtype = dtype
-        # Float32 parity needs full-precision matmuls; on GPUs JAX would otherwise use TF32.
-        self.precision = precision or ("highest" if dtype == "float32" else "default")
-        self.source = source
-        self.meta = meta or {}
-        self.graphdef, self.state = nnx.split(module)
-        self._apply = jax.jit(partial(_apply, self.graphdef))
-
-    def __repr__(self) -> str:
-        c = self.config
-        return (f"Encoder({c.family}, width={c.width}, depth={c.depth}, heads={c.num_heads}, "
-                f"input={self.spec.input_size}, grid={self.spec.grid}, dtype={self.dtype}, source={self.source!r})")
-
-    @property
-    def num_params(self) -> int:
-        return sum(x.size for x in jax.tree.leaves(self.state))
-
-    def identity(self) -> dict[str, Any]:
-        """What determines this encoder's outputs (used to key embedding stores)."""
-        return {"source": self.source, "config": self.config.to_dict(), "spec": self.spec.to_dict(),
-                "dtype": self.dtype, "precision": self.precision,
-                "weights_sha256": self.meta.get("provenance", {}).get("sha256"), "seed": self.meta.get("seed")}
-
-    def check_pixels(self, pixels) -> None:
-        s = self.spec.input_size
-        shape = tuple(pixels.shape)
-        if len(shape) != 4 or shape[1:] != (s, s, 3):
-            raise ValueError(f"{self.source or self.config.family}: expected pixels [B, {s}, {s}, 3], got {list(shape)}")
-
-    def embed(self, pixels) -> tuple[jax.Array, jax.Array]:
-        """``pixels`` float32 [B, S, S, 3], normalised per ``spec`` -> (global [B, D], patches [B, G, G, C])."""
-        self.check_pixels(pixels)
-        with jax.default_matmul_precision(self.precision):
-            return self._apply(self.state, jnp.asarray(pixels, jnp.float32))
-
-
-def _resolve_arch_overrides(name: str, cfg: ViTConfig, overrides: dict) -> ViTConfig:
-    changes = {k: overrides[k] for k in ARCH_OVERRIDES if k in overrides}
-    if not changes:
-        return cfg
-    if "width" in changes:
-        changes.setdefault("num_heads", max(1, changes["width"] // 64))
-        changes.setdefault("mlp_dim", 4 * changes["width"])
-    if "proj_dim" in changes and cfg.proj_dim is None:
-        raise ValueError(f"{name}: proj_dim applies only to encoders with a projection (biomedclip)")
-    return dataclasses.replace(cfg, **changes)
-
-
-def _with_input_size(spec: EncoderSpec, input_size: int | None) -> EncoderSpec:
-    if input_size is None:
-        return spec
-    if input_size % spec.patch_size:
-        raise ValueError(f"input_size {input_size} is not a multiple of the patch size {spec.patch_size}")
-    return dataclasses.replace(spec, input_size=int(input_size))
-
-
-def load(name_or_dir: str | os.PathLike, **overrides) -> Encoder:
-    """Load a named random-init encoder (``rad_dino``, ``chexagent``, ``biomedclip``) or a converted folder.
-
-    Overrides: ``input_size`` (position embeddings are resampled as the reference code does), ``dtype``
-    ("float32" | "bfloat16"), ``precision`` (matmul precision), ``seed`` (random init), and for named encoders
-    the architecture: ``width``, ``depth``, ``num_heads``, ``mlp_dim``, ``proj_dim``.
-    """
-    allowed = set(ARCH_OVERRIDES) | set(RUNTIME_OVERRIDES)
-    unknown = set(overrides) - allowed
-    if unknown:
-        raise TypeError(f"load(): unknown overrides {sorted(unknown)}; allowed: {sorted(allowed)}")
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    dtype = overrides.get("dtype", "float32")
-    precision = overrides.get("precision")
-    key = str(name_or_dir)
-    if key in DEFAULTS:
-        cfg, spec = DEFAULTS[key]
-        cfg = _resolve_arch_overrides(key, cfg, overrides)
-        spec = dataclasses.replace(spec, global_dim=cfg.global_dim, patch_dim=cfg.width)
-        spec = _with_input_size(spec, overrides.get("input_size"))
-        module = build_module(cfg, dtype=dtype, seed=int(overrides.get("seed", 0)))
-        return Encoder(module, cfg, spec, dtype=dtype, precision=precision, source=f"random:{key}",
-                       meta={"seed": int(overrides.get("seed", 0))})
-    if not os.path.isdir(key):
-        raise ValueError(f"{key!r} is neither an encoder name {list(DEFAULTS)} nor a folder")
-    arch = sorted(set(overrides) & set(ARCH_OVERRIDES))
-    if arch:
-        raise ValueError(f"{key}: {arch} cannot be changed for a converted checkpoint (the weights fix them)")
-    cfg, spec, meta = checkpoint.read_meta(key)
-    spec = _with_input_size(spec, overrides.get("input_size"))
-    abstract = nnx.eval_shape(lambda: build_module(cfg, dtype=dtype))
-    params = checkpoint.restore_params(key, abstract)
-    state = nnx.state(abstract)
-    nnx.replace_by_pure_dict(state, params)
-    module = nnx.merge(nnx.graphdef(abstract), state)
-    return Encoder(module, cfg, spec, dtype=dtype, precision=precision, source=os.path.abspath(key), meta=meta)
-
-
-def family_name(family: str) -> str:
-    """The study's encoder name for a family (``dinov2`` -> ``rad_dino``)."""
-    return NAME_OF_FAMILY[family]
+def __dir__():
+    return sorted(set(globals()) | set(_FROM_ENCODER))

@@ -12,8 +12,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from jaxprobe.errors import CheckpointError
+
+from . import registry
+from .config import ViTConfig
 from .spec import EncoderSpec
-from .transformer import ViTConfig
 
 META_FILE = "encoder.json"
 PARAMS_DIR = "params"
@@ -31,7 +34,7 @@ def save(out_dir: str | os.PathLike, params: dict, config: ViTConfig, spec: Enco
     out.mkdir(parents=True, exist_ok=True)
     target = out / PARAMS_DIR
     if target.exists():
-        raise FileExistsError(f"{target} already exists; choose an empty --out directory or remove it")
+        raise CheckpointError(f"{target} already exists; choose an empty --out directory or remove it")
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(target, jax.tree.map(lambda a: np.asarray(a, np.float32), params))
     checkpointer.wait_until_finished()
@@ -51,16 +54,19 @@ def read_meta(ckpt_dir: str | os.PathLike) -> tuple[ViTConfig, EncoderSpec, dict
     try:
         meta = json.loads(path.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(
+        raise CheckpointError(
             f"{path} not found: {ckpt_dir} is not a converted jaxprobe encoder. Convert an original checkpoint with "
-            "`python -m convert {rad_dino|chexagent|biomedclip} --src PATH --out DIR`"
+            f"`python -m convert {{{'|'.join(registry.names())}}} --src PATH --out DIR`"
         ) from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
     for key in ("family", "config", "spec"):
         if key not in meta:
-            raise ValueError(f"{path}: missing key {key!r}")
-    return ViTConfig.from_dict(meta["config"]), EncoderSpec.from_dict(meta["spec"]), meta
+            raise CheckpointError(f"{path}: missing key {key!r}")
+    try:
+        return ViTConfig.from_dict(meta["config"]), EncoderSpec.from_dict(meta["spec"]), meta
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: {e}") from None
 
 
 def restore_params(ckpt_dir: str | os.PathLike, abstract_module: nnx.Module) -> dict:
@@ -69,8 +75,8 @@ def restore_params(ckpt_dir: str | os.PathLike, abstract_module: nnx.Module) -> 
     target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, jnp.float32), abstract)
     path = (Path(ckpt_dir) / PARAMS_DIR).absolute()
     if not path.is_dir():
-        raise FileNotFoundError(f"{path} not found: the checkpoint folder is incomplete (re-run the conversion)")
+        raise CheckpointError(f"{path} not found: the checkpoint folder is incomplete (re-run the conversion)")
     try:
         return ocp.StandardCheckpointer().restore(path, target)
     except Exception as e:  # orbax raises several types for structure/shape mismatches
-        raise ValueError(f"{path}: parameters do not match the architecture in {META_FILE}: {e}") from e
+        raise CheckpointError(f"{path}: parameters do not match the architecture in {META_FILE}: {e}") from e

@@ -10,7 +10,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .transformer import ClassTokenEncoder, PatchEmbed, Transformer, ViTConfig, layer_norm, trunc_normal
+from .config import ViTConfig
+from .transformer import ClassTokenEncoder, PatchEmbed, Transformer, layer_norm, trunc_normal
 
 
 class Dinov2Encoder(ClassTokenEncoder):

@@ -12,7 +12,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from .posembed import resample_grid
-from .transformer import Attention, Mlp, PatchEmbed, Transformer, ViTConfig, layer_norm, trunc_normal
+from .config import ViTConfig
+from .transformer import Attention, Mlp, PatchEmbed, Transformer, layer_norm, trunc_normal
 
 
 class MAPHead(nnx.Module):

@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .transformer import ClassTokenEncoder, PatchEmbed, Transformer, ViTConfig, layer_norm, linear, trunc_normal
+from .config import ViTConfig
+from .transformer import ClassTokenEncoder, PatchEmbed, Transformer, layer_norm, linear, trunc_normal
 
 
 class TimmViTEncoder(ClassTokenEncoder):

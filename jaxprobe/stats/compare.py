@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import sys
 from typing import Mapping, Sequence
 
 import numpy as np

@@ -9,15 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxprobe.encoders.registry import DEFAULTS
 from jaxprobe.encoders.spec import EncoderSpec
-from jaxprobe.encoders.transformer import ViTConfig
+from jaxprobe.encoders.config import ViTConfig
 
-from .files import find_weights, load_state_dict, read_json
-from .mapping import ConversionError, Rule, conv_kernel, fused_qkv_rules, layernorm_rules, linear_rules, rule
+from .hf import find_weights, load_state_dict, read_json
+from .rules import ConversionError, Rule, conv_kernel, fused_qkv_rules, layernorm_rules, linear_rules, rule
 from .source import Source
 
-NAME = "biomedclip"
 WEIGHTS = ["open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "open_clip_pytorch_model.bin",
            "open_clip_model.bin", "pytorch_model.bin"]
 CONFIG = "open_clip_config.json"
@@ -98,8 +96,7 @@ def config_from_open_clip(cfg: dict, where: str) -> tuple[ViTConfig, bool]:
     return config, proj == "linear"
 
 
-def spec_from_open_clip(cfg: dict, config: ViTConfig, where: str) -> tuple[EncoderSpec, str]:
-    default = DEFAULTS[NAME][1]
+def spec_from_open_clip(cfg: dict, config: ViTConfig, where: str, default: EncoderSpec) -> tuple[EncoderSpec, str]:
     pre = cfg.get("preprocess_cfg") or {}
     mean = tuple(float(x) for x in pre.get("mean", default.mean))
     std = tuple(float(x) for x in pre.get("std", default.std))
@@ -119,17 +116,19 @@ def canonical_key(key: str) -> str:
     return key[len("visual."):] if key.startswith("visual.") else key
 
 
-def read_source(src: Path) -> Source:
+def read_source(src: Path, name: str, default: EncoderSpec) -> Source:
+    """The folder's image-tower architecture, spec and weights; ``default`` (the registry entry's spec) fills in
+    mean/std when open_clip_config.json has no preprocess_cfg."""
     where = str(src / CONFIG)
     raw = read_json(src / CONFIG)
     config, _ = config_from_open_clip(raw, where)
-    spec, spec_source = spec_from_open_clip(raw, config, where)
+    spec, spec_source = spec_from_open_clip(raw, config, where, default)
     files = find_weights(src, WEIGHTS)
     sd = load_state_dict(files)
     if not any(k.startswith("visual.") for k in sd):
         raise ConversionError(f"{files[0]}: no 'visual.*' keys — not an open_clip CLIP checkpoint")
     sd = {canonical_key(k): v for k, v in sd.items()}
-    return Source(NAME, config, spec, sd, files, spec_source)
+    return Source(name, config, spec, sd, files, spec_source)
 
 
 def ignore(key: str) -> bool:

@@ -11,15 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxprobe.encoders.registry import DEFAULTS
 from jaxprobe.encoders.spec import EncoderSpec
-from jaxprobe.encoders.transformer import ViTConfig
+from jaxprobe.encoders.config import ViTConfig
 
-from .files import find_weights, input_size_of, load_state_dict, read_json
-from .mapping import ConversionError, layernorm_rules, linear_rules, rule, same, conv_kernel
+from .hf import hf_folder
+from .rules import ConversionError, layernorm_rules, linear_rules, rule, same, conv_kernel
 from .source import Source
 
-NAME = "rad_dino"
 WEIGHTS = ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"]
 _V5_NAMES = [
     (re.compile(r"\.attention\.q_proj\."), ".attention.attention.query."),
@@ -66,29 +64,12 @@ def config_from_hf(cfg: dict, where: str) -> ViTConfig:
     )
 
 
-def spec_from_hf(pre: dict | None, cfg: ViTConfig, where: str) -> tuple[EncoderSpec, str]:
-    default = DEFAULTS[NAME][1]
-    if pre is None:
-        spec = EncoderSpec("dinov2", cfg.image_size, cfg.patch_size, default.mean, default.std,
-                           "shortest_edge_center_crop", cfg.width, cfg.width)
-        return spec, "defaults (RAD-DINO values; no preprocessor_config.json)"
-    crop = pre.get("crop_size", pre.get("size", cfg.image_size)) if pre.get("do_center_crop", True) else pre.get("size")
-    size = input_size_of(crop, f"{where} crop_size")
-    resize = "shortest_edge_center_crop"
-    if isinstance(pre.get("size"), dict) and "height" in pre["size"] and not pre.get("do_center_crop", True):
-        resize = "direct"
-    mean = tuple(float(x) for x in pre.get("image_mean", default.mean))
-    std = tuple(float(x) for x in pre.get("image_std", default.std))
-    return EncoderSpec("dinov2", size, cfg.patch_size, mean, std, resize, cfg.width, cfg.width), "preprocessor_config.json"
-
-
-def read_source(src: Path) -> Source:
-    cfg = config_from_hf(read_json(src / "config.json"), str(src / "config.json"))
-    spec, spec_source = spec_from_hf(read_json(src / "preprocessor_config.json", required=False), cfg,
-                                     str(src / "preprocessor_config.json"))
-    files = find_weights(src, WEIGHTS)
-    sd = {canonical_key(k): v for k, v in load_state_dict(files).items()}
-    return Source(NAME, cfg, spec, sd, files, spec_source)
+def read_source(src: Path, name: str, default: EncoderSpec) -> Source:
+    """The folder's architecture, spec and weights; ``default`` (the registry entry's spec) fills in what the
+    folder's preprocessor file leaves out."""
+    cfg, spec, spec_source, sd, files = hf_folder(src, WEIGHTS, config_from_hf, default, center_crop=True,
+                                                  canonical_key=canonical_key)
+    return Source(name, cfg, spec, sd, files, spec_source)
 
 
 def ignore(key: str) -> bool:
@@ -125,7 +106,7 @@ def reference(src: Path):
     import torch
     from transformers import Dinov2Model
 
-    from .files import quiet_transformers
+    from .hf import quiet_transformers
 
     with quiet_transformers():
         model = Dinov2Model.from_pretrained(str(src)).float().eval()

@@ -1,4 +1,4 @@
-"""What a family reader extracts from the user's original files."""
+"""What a family reader extracts from the user's original files: architecture, spec, tensors and where they came from."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from jaxprobe.encoders.spec import EncoderSpec
-from jaxprobe.encoders.transformer import ViTConfig
+from jaxprobe.encoders.config import ViTConfig
 
 
 @dataclasses.dataclass
 class Source:
-    name: str  # rad_dino | chexagent | biomedclip
+    name: str  # the registry entry it is converted as
     config: ViTConfig
     spec: EncoderSpec
     state_dict: dict[str, np.ndarray]

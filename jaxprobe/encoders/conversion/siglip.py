@@ -6,15 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxprobe.encoders.registry import DEFAULTS
 from jaxprobe.encoders.spec import EncoderSpec
-from jaxprobe.encoders.transformer import ViTConfig
+from jaxprobe.encoders.config import ViTConfig
 
-from .files import find_weights, input_size_of, load_state_dict, read_json
-from .mapping import (ConversionError, Rule, conv_kernel, fused_qkv_rules, layernorm_rules, linear_rules, rule)
+from .hf import hf_folder
+from .rules import (ConversionError, Rule, conv_kernel, fused_qkv_rules, layernorm_rules, linear_rules, rule)
 from .source import Source
 
-NAME = "chexagent"
 WEIGHTS = ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"]
 # transformers' SiglipVisionConfig defaults, used where config.json leaves a field out.
 _VISION_DEFAULTS = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
@@ -61,28 +59,16 @@ def config_from_hf(cfg: dict, where: str) -> ViTConfig:
     )
 
 
-def spec_from_hf(pre: dict | None, cfg: ViTConfig, where: str) -> tuple[EncoderSpec, str]:
-    default = DEFAULTS[NAME][1]
-    if pre is None:
-        return (EncoderSpec("siglip", cfg.image_size, cfg.patch_size, default.mean, default.std, "direct",
-                            cfg.width, cfg.width), "defaults (SigLIP values; no preprocessor_config.json)")
-    size = input_size_of(pre.get("size", cfg.image_size), f"{where} size")
-    mean = tuple(float(x) for x in pre.get("image_mean", default.mean))
-    std = tuple(float(x) for x in pre.get("image_std", default.std))
-    return EncoderSpec("siglip", size, cfg.patch_size, mean, std, "direct", cfg.width, cfg.width), "preprocessor_config.json"
-
-
 def canonical_key(key: str) -> str:
     return key[len("vision_model."):] if key.startswith("vision_model.") else key
 
 
-def read_source(src: Path) -> Source:
-    cfg = config_from_hf(read_json(src / "config.json"), str(src / "config.json"))
-    spec, spec_source = spec_from_hf(read_json(src / "preprocessor_config.json", required=False), cfg,
-                                     str(src / "preprocessor_config.json"))
-    files = find_weights(src, WEIGHTS)
-    sd = {canonical_key(k): v for k, v in load_state_dict(files).items()}
-    return Source(NAME, cfg, spec, sd, files, spec_source)
+def read_source(src: Path, name: str, default: EncoderSpec) -> Source:
+    """The folder's architecture, spec and weights; ``default`` (the registry entry's spec) fills in what the
+    folder's preprocessor file leaves out."""
+    cfg, spec, spec_source, sd, files = hf_folder(src, WEIGHTS, config_from_hf, default, center_crop=False,
+                                                  canonical_key=canonical_key)
+    return Source(name, cfg, spec, sd, files, spec_source)
 
 
 def ignore(key: str) -> bool:
@@ -119,7 +105,7 @@ def reference(src: Path):
     import torch
     from transformers import SiglipVisionModel
 
-    from .files import quiet_transformers
+    from .hf import quiet_transformers
 
     with quiet_transformers():
         model = SiglipVisionModel.from_pretrained(str(src)).float().eval()

@@ -1,4 +1,6 @@
-"""Conversion and the parity check against the original PyTorch code."""
+"""The parity check: the same random images through the Flax port and the original PyTorch module, written to
+``parity.json`` (relative and max abs error of the global embedding and the patch tokens, native size and one
+non-native size that exercises position-embedding resampling)."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -10,18 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from jaxprobe.encoders import build_module, checkpoint, load
-from jaxprobe.encoders.registry import FAMILY_OF_NAME, NAME_OF_FAMILY
+from jaxprobe.encoders import checkpoint, families, load
 
-from . import biomedclip, chexagent, rad_dino
-from .mapping import ConversionError, apply_rules, check_against
-
-FAMILIES = {"rad_dino": rad_dino, "chexagent": chexagent, "biomedclip": biomedclip}
 DEFAULT_TOLERANCE = 1e-5  # relative error ||flax - torch|| / ||torch||, float32 on CPU
 PARITY_FILE = "parity.json"
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for mod in ("jax", "flax", "numpy", "torch", "transformers", "open_clip", "timm"):
         try:
@@ -29,54 +26,6 @@ def _versions() -> dict[str, str]:
         except Exception:  # a missing optional library is recorded as such, not fatal here
             out[mod] = "not installed"
     return out
-
-
-def _family(name: str):
-    if name not in FAMILIES:
-        raise ConversionError(f"unknown encoder {name!r}; expected one of {sorted(FAMILIES)}")
-    return FAMILIES[name]
-
-
-def convert_params(name: str, src: str | Path):
-    """Read the original files and map them onto the Flax module; returns (source, params)."""
-    fam = _family(name)
-    src = Path(src)
-    source = fam.read_source(src)
-    params = apply_rules(source.state_dict, fam.rules(source.config), ignore=fam.ignore,
-                         source=", ".join(map(str, source.weight_files)))
-    from flax import nnx
-
-    abstract = nnx.to_pure_dict(nnx.state(nnx.eval_shape(lambda: build_module(source.config)), nnx.Param))
-    check_against(params, abstract, str(src))
-    return source, params
-
-
-def convert(name: str, src: str | Path, out: str | Path, *, parity: bool = True, tolerance: float = DEFAULT_TOLERANCE,
-            n_images: int = 3, nonnative_size: int | None = None, seed: int = 0, log=print) -> dict[str, Any]:
-    """Port ``src`` to ``out`` (Orbax params + encoder.json); run and write the parity check unless disabled."""
-    from . import files
-
-    source, params = convert_params(name, src)
-    provenance = {
-        "name": name,
-        "src": str(Path(src).absolute()),
-        "weight_files": [p.name for p in source.weight_files],
-        "sha256": files.sha256(source.weight_files),
-        "spec_source": source.spec_source,
-        "converted_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "versions": _versions(),
-    }
-    checkpoint.save(out, params, source.config, source.spec, provenance)
-    log(f"converted {name}: {sum(v.size for v in _leaves(params)) / 1e6:.1f}M parameters -> {out} "
-        f"(preprocessing from {source.spec_source})")
-    if not parity:
-        return {"passed": None, "skipped": True}
-    return verify(out, src, tolerance=tolerance, n_images=n_images, nonnative_size=nonnative_size, seed=seed, log=log)
-
-
-def _leaves(tree):
-    for v in tree.values():
-        yield from (_leaves(v) if isinstance(v, dict) else [v])
 
 
 def _errors(ours: np.ndarray, ref: np.ndarray) -> dict[str, float]:
@@ -99,10 +48,8 @@ def verify(ckpt: str | Path, src: str | Path, *, tolerance: float = DEFAULT_TOLE
            log=print) -> dict[str, Any]:
     """Feed the same random images to the Flax port and the original module; write ``parity.json``."""
     config, spec, meta = checkpoint.read_meta(ckpt)
-    name = meta.get("provenance", {}).get("name") or NAME_OF_FAMILY[config.family]
-    if FAMILY_OF_NAME.get(name) != config.family:
-        raise ConversionError(f"{ckpt}: encoder.json family {config.family!r} does not match {name!r}")
-    reference = _family(name).reference(Path(src))
+    name = meta.get("provenance", {}).get("name") or config.family
+    reference = families.get(config.family).converter().reference(Path(src))
     native = spec.input_size
     other = nonnative_size or default_nonnative_size(native, spec.patch_size)
     rng = np.random.default_rng(seed)
@@ -133,7 +80,7 @@ def verify(ckpt: str | Path, src: str | Path, *, tolerance: float = DEFAULT_TOLE
         "passed": bool(worst <= tolerance),
         "seed": seed,
         "cases": cases,
-        "versions": _versions(),
+        "versions": versions(),
         "checked_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     path = Path(out_file) if out_file else Path(ckpt) / PARITY_FILE

@@ -1,4 +1,5 @@
-"""Reading the files users actually have: config JSONs and weights (.safetensors, .bin, sharded indexes)."""
+"""The one reader of Hugging Face and open_clip folders: config JSONs, preprocessor specs and weights
+(.safetensors, .bin, sharded indexes), as every family converter reads them."""
 from __future__ import annotations
 
 import hashlib
@@ -7,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .mapping import ConversionError
+from jaxprobe.encoders.config import ViTConfig
+from jaxprobe.encoders.spec import EncoderSpec
+from jaxprobe.errors import ConversionError
 
 
 def read_json(path: Path, required: bool = True) -> dict | None:
@@ -121,3 +124,40 @@ class quiet_transformers:
         logging.set_verbosity(self._level)
         logging.enable_progress_bar()
         return False
+
+
+def preprocessor_spec(pre: dict | None, cfg: ViTConfig, default: EncoderSpec, where: str, *,
+                      center_crop: bool) -> tuple[EncoderSpec, str]:
+    """The spec of a Hugging Face ``preprocessor_config.json`` (None: the folder has none, use ``default``'s
+    mean/std and resize rule at the model's native size); returns it and where its values came from.
+
+    ``center_crop`` is the processor class's default when the file does not say (transformers' BitImageProcessor
+    of DINOv2 crops, SiglipImageProcessor resizes directly). A crop means: shortest edge to the size, then the
+    centre crop; no crop means a direct resize, unless the size is a ``shortest_edge``.
+    """
+    if pre is None:
+        spec = EncoderSpec(cfg.family, cfg.image_size, cfg.patch_size, default.mean, default.std, default.resize,
+                           cfg.global_dim, cfg.width)
+        return spec, f"defaults of the registry entry (mean/std {default.mean[0]:g}/{default.std[0]:g}, " \
+                     f"{default.resize}; no preprocessor_config.json)"
+    if pre.get("do_center_crop", center_crop):
+        size = input_size_of(pre.get("crop_size", pre.get("size", cfg.image_size)), f"{where} crop_size")
+        resize = "shortest_edge_center_crop"
+    else:
+        value = pre.get("size", cfg.image_size)
+        size = input_size_of(value, f"{where} size")
+        resize = "shortest_edge_center_crop" if isinstance(value, dict) and "shortest_edge" in value else "direct"
+    mean = tuple(float(x) for x in pre.get("image_mean", default.mean))
+    std = tuple(float(x) for x in pre.get("image_std", default.std))
+    return (EncoderSpec(cfg.family, size, cfg.patch_size, mean, std, resize, cfg.global_dim, cfg.width),
+            "preprocessor_config.json")
+
+
+def hf_folder(src: Path, weights: list[str], config_from_hf, default: EncoderSpec, *, center_crop: bool,
+              canonical_key=lambda k: k):
+    """(config, spec, spec source, state dict with canonical keys, weight files) of a Hugging Face model folder."""
+    cfg = config_from_hf(read_json(src / "config.json"), str(src / "config.json"))
+    spec, spec_source = preprocessor_spec(read_json(src / "preprocessor_config.json", required=False), cfg, default,
+                                          str(src / "preprocessor_config.json"), center_crop=center_crop)
+    files = find_weights(src, weights)
+    return cfg, spec, spec_source, {canonical_key(k): v for k, v in load_state_dict(files).items()}, files

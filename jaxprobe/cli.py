@@ -41,8 +41,9 @@ def suggestion(word: str, known: Sequence[str]) -> str | None:
         return close[0]
     initials = [k for k in known if "".join(part[:1] for part in k.split("_")) == word.lower()]
     prefixed = [k for k in known if k.startswith(word.lower())]
-    found = initials or prefixed
-    return found[0] if len(found) == 1 else None
+    found = sorted(initials or prefixed, key=len)
+    # of several (learning_rate, learning_rates) the shortest is the likeliest; more than two is a guess
+    return found[0] if 0 < len(found) <= 2 else None
 
 
 def _config_argument(argv: Sequence[str]) -> str | None:

@@ -36,7 +36,7 @@ def test_the_embedded_default_resolves_to_the_demo_values():
 
 def test_full_profile_and_real_inputs_keep_the_study_sizes():
     full = parse("--config", f"{CONFIGS / 'ptx_custom.py'}:full").config
-    assert full.profile == "full" and full.train.max_epochs == 100 and tuple(full.head.custom.widths) == (512, 256)
+    assert full.profile == "full" and full.train.max_epochs == 500 and tuple(full.head.custom.widths) == (512, 256)
     given = ["--config.data.root=/data/siim"] + [f"--config.encoders.{n}.checkpoint=/ckpt/{n}"
                                                   for n in ("rad_dino", "chexagent", "biomedclip")]
     auto = parse("--config", str(CONFIGS / "ptx_custom.py"), *given).config

@@ -6,9 +6,7 @@ import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
-from flax import nnx
 
 from jaxprobe.heads import LinearProbe, LinearSegProbe
 from jaxprobe.train import TrainConfig, fit, make_optimizer, per_sample_loss, predict

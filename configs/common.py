@@ -12,11 +12,16 @@ from jaxprobe.config import profile_arg
 from jaxprobe.encoders.registry import STUDY_NAMES
 
 
-def encoder_block(checkpoint: str = "") -> ConfigDict:
-    """The settings of one encoder of an analysis (``c.encoders.<name> = encoder_block()`` adds a registered one)."""
+def encoder_block(checkpoint: str = "", family: str = "", display_name: str = "") -> ConfigDict:
+    """The settings of one encoder of an analysis: ``c.encoders.<name> = encoder_block()`` adds a registered
+    encoder; a name the registry does not know is declared by its ``family`` and ``checkpoint`` alone."""
     e = ConfigDict()
-    e.checkpoint = checkpoint  # a converted folder, or an original one (converted on the fly, parity report kept)
+    # a converted folder, an original one (converted on the fly, parity report kept) or a Hugging Face hub id;
+    # empty: random weights (registered encoders only)
+    e.checkpoint = checkpoint
     e.input_size = 0  # 0: the checkpoint's own
+    e.family = family  # "": the registry entry's; for a config-declared encoder: dinov2 | siglip | timm_vit | ...
+    e.display_name = display_name  # "": the registry entry's (or the name)
     return e
 
 

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 from . import predictions  # noqa: E402
 from .data import preprocess  # noqa: E402
 from .embed.store import Store  # noqa: E402
-from .encoders.registry import display_name  # noqa: E402
+from .embed.analysis import display_name  # noqa: E402
 from .encoders.spec import EncoderSpec  # noqa: E402
 from .heads import SCENARIOS  # noqa: E402
 
@@ -39,7 +39,7 @@ def write_overlays(config, inputs, workdir: Path, n: int = 4) -> Path:
                     ax.contour(m.astype(float), levels=[0.5], colors=colour, linewidths=1.2)
             inter = np.logical_and(true, pred).sum()
             dice = 2 * inter / (true.sum() + pred.sum()) if (true.sum() + pred.sum()) else float("nan")
-            ax.set_title(f"{display_name(name)}  Dice {dice:.2f}", fontsize=9)
+            ax.set_title(f"{display_name(config, name)}  Dice {dice:.2f}", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
     fig.suptitle(f"{config.title} ({SCENARIOS[config.head.name]}): true mask green, prediction red", fontsize=11)

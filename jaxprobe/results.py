@@ -12,6 +12,7 @@ results.json schema (``"schema": "jaxprobe.analysis/1"``)::
       "scenario": "linear probe",                  # the head: "linear probe", "custom model", ...
       "kind": "segmentation",                      # classification | segmentation | regression
       "models": ["rad_dino", "chexagent", "biomedclip"],
+      "display_names": {"rad_dino": "RAD-DINO", ...},   # how tables and figures name the models
       "n_cases": 476,
       "cases": {...},                              # optional: how prediction files were matched
       "settings": {                                # every choice that changes a number
@@ -48,6 +49,7 @@ import pathlib
 from typing import Mapping
 
 from . import tables
+from .encoders import registry
 from .errors import RunError
 
 SCHEMA = "jaxprobe.analysis/1"
@@ -68,7 +70,7 @@ KIND_OF_METRIC = {"ranking": "classification", "mask": "segmentation", "regressi
 
 
 def analysis_dict(*, task: str, scenario: str, comparisons: Mapping[str, object], kind: str | None = None,
-                  cases: dict | None = None) -> dict:
+                  cases: dict | None = None, display_names: Mapping[str, str] | None = None) -> dict:
     if not comparisons:
         raise ValueError("no comparisons to write")
     inferred = KIND_OF_METRIC[next(iter(comparisons.values())).metric.kind]
@@ -87,6 +89,8 @@ def analysis_dict(*, task: str, scenario: str, comparisons: Mapping[str, object]
         "scenario": scenario,
         "kind": kind,
         "models": list(first.models),
+        # how tables and figures name each model (a registered encoder's display name unless one is given)
+        "display_names": {m: (display_names or {}).get(m) or registry.display_name(m) for m in first.models},
         "n_cases": first.n_cases,
         "settings": first.settings,
         "metrics": {name: c.to_dict() for name, c in comparisons.items()},
@@ -97,7 +101,8 @@ def analysis_dict(*, task: str, scenario: str, comparisons: Mapping[str, object]
 
 
 def write_analysis(run_dir, *, task: str, scenario: str, comparisons: Mapping[str, object], kind: str | None = None,
-                   cases: dict | None = None) -> dict[str, pathlib.Path]:
+                   cases: dict | None = None, display_names: Mapping[str, str] | None = None
+                   ) -> dict[str, pathlib.Path]:
     """Write results.json, table.md and pairwise.csv into ``run_dir``; return their paths.
 
     ``comparisons`` is what `jaxprobe.stats.compare_metrics` returns for one analysis (one task, one head);
@@ -105,7 +110,8 @@ def write_analysis(run_dir, *, task: str, scenario: str, comparisons: Mapping[st
     """
     run_dir = pathlib.Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    analysis = analysis_dict(task=task, scenario=scenario, kind=kind, comparisons=comparisons, cases=cases)
+    analysis = analysis_dict(task=task, scenario=scenario, kind=kind, comparisons=comparisons, cases=cases,
+                             display_names=display_names)
     paths = {"results": run_dir / "results.json", "table": run_dir / "table.md", "pairwise": run_dir / "pairwise.csv"}
     paths["results"].write_text(json.dumps(analysis, indent=2) + "\n")
     tables.write_table_md(paths["table"], [analysis])

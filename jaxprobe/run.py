@@ -1,9 +1,9 @@
 """``python -m jaxprobe.run --config configs/<analysis>.py[:demo|:full] [--workdir DIR] [--config.KEY=VALUE ...]``
 ``python -m jaxprobe.run --config configs/paper.py [--config.KEY=VALUE ...] [--each.KEY=VALUE ...]``
 
-One analysis of the study end to end: images (original files or a prepared dataset) + patient-level split -> per-encoder embedding store -> head
-training (early stopping, best-validation weights) -> test predictions -> paired bootstrap statistics ->
-results.json / table.md / pairwise.csv / figures / overlays. ``configs/paper.py`` runs all seven analyses and
+One analysis of the study end to end: images (original files or a prepared dataset) + patient-level split ->
+per-encoder embedding store -> head training (early stopping, best-validation weights) -> test predictions ->
+bootstrap statistics -> results.json / table.md / pairwise.csv / figures / overlays. ``configs/paper.py`` runs all seven analyses and
 writes one combined report. Every stage's output is on disk; a re-run reuses the stores, the trained heads and
 the predictions, and recomputes only what is missing.
 """
@@ -22,7 +22,7 @@ from ml_collections import ConfigDict
 from . import cli, tasks
 from . import config as config_lib
 from .errors import ConfigError, RunError, guarded
-from .embed.analysis import store_for
+from .embed.analysis import display_name, store_for
 from .inputs import check_target, load_inputs
 from .validate import validate
 from .tasks import Task
@@ -134,6 +134,7 @@ def statistics(config: ConfigDict, task: Task, workdir: Path):
         shared_truth=task.shared_truth, test=s.test)
     return results.write_analysis(workdir, task=config.title, scenario=SCENARIOS[config.head.name],
                                   kind=task.result_kind, comparisons=comparisons,
+                                  display_names={n: display_name(config, n) for n in config.encoders.names},
                                   cases={"n": len(case_ids), "source": "predictions/<encoder>/member0"})
 
 

@@ -4,10 +4,18 @@ from __future__ import annotations
 import csv
 import math
 
-from .encoders.registry import display_name
+from .encoders import registry
 
 PAIRWISE_COLUMNS = ("task", "scenario", "metric", "model_a", "model_b", "difference", "ci_low", "ci_high",
                     "p_value", "p_adjusted", "bonferroni_threshold", "significant")
+
+
+def display_name(model: str, analyses=()) -> str:
+    """The name tables and figures show: the one an analysis recorded, else the registry's, else the model id."""
+    for a in analyses:
+        if model in a.get("display_names", {}):
+            return a["display_names"][model]
+    return registry.display_name(model)
 
 
 def _num(x, digits=3) -> str:
@@ -49,7 +57,7 @@ def table2_markdown(analyses, digits: int = 3) -> str:
     models = models_in_order(analyses)
     level = sorted({a["settings"]["ci_level"] for a in analyses})
     level_text = "/".join(f"{100 * x:g}%" for x in level)
-    header = ["Task", "Head", "Metric"] + [display_name(m) for m in models]
+    header = ["Task", "Head", "Metric"] + [display_name(m, analyses) for m in models]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for a in analyses:
         for metric in a["metrics"].values():
@@ -61,7 +69,8 @@ def table2_markdown(analyses, digits: int = 3) -> str:
                              f"{_num(r['estimate'], digits)} {format_interval(r['ci_low'], r['ci_high'], digits)}")
             lines.append("| " + " | ".join(cells) + " |")
     note = (f"Point estimate ({', '.join(sorted({a['settings']['point_estimate'] for a in analyses}))}) with "
-            f"{level_text} percentile bootstrap CI ({', '.join(str(b) for b in sorted({a['settings']['n_resamples'] for a in analyses}))} resamples).")
+            f"{level_text} percentile bootstrap CI "
+            f"({', '.join(str(b) for b in sorted({a['settings']['n_resamples'] for a in analyses}))} resamples).")
     return "**Table 2.** " + note + "\n\n" + "\n".join(lines)
 
 
@@ -86,7 +95,8 @@ def table_s1_markdown(analyses, digits: int = 3) -> str:
         thresholds.add(r["bonferroni_threshold"])
         d = digits_for([r["ci_low"], r["ci_high"], r["difference"]], digits)
         lines.append("| " + " | ".join([
-            r["task"], r["scenario"], r["metric_display"], f"{display_name(r['model_a'])} vs {display_name(r['model_b'])}",
+            r["task"], r["scenario"], r["metric_display"],
+            f"{display_name(r['model_a'], analyses)} vs {display_name(r['model_b'], analyses)}",
             f"{_num(r['difference'], d)} {format_interval(r['ci_low'], r['ci_high'], d)}",
             format_p(r["p_value"]), format_p(r["p_adjusted"]), r["significant"]]) + " |")
     if len(lines) == 2:
@@ -117,12 +127,13 @@ def delong_markdown(analyses, digits: int = 3) -> str:
         dl = metric["delong"]
         for m, r in metric["models"].items():
             d = dl["models"][m]
-            lines.append("| " + " | ".join([a["task"], a["scenario"], display_name(m),
+            lines.append("| " + " | ".join([a["task"], a["scenario"], display_name(m, analyses),
                                             format_interval(r["ci_low"], r["ci_high"], digits),
                                             format_interval(d["ci_low"], d["ci_high"], digits), "", ""]) + " |")
         for p, d in zip(metric["pairs"], dl["pairs"]):
             lines.append("| " + " | ".join([a["task"], a["scenario"],
-                                            f"{display_name(p['model_a'])} − {display_name(p['model_b'])}",
+                                            f"{display_name(p['model_a'], analyses)} − "
+                                            f"{display_name(p['model_b'], analyses)}",
                                             format_interval(p["ci_low"], p["ci_high"], digits),
                                             format_interval(d["ci_low"], d["ci_high"], digits),
                                             format_p(p["p_value"]), format_p(d["p_value"])]) + " |")

@@ -5,7 +5,9 @@ not sum to one) stops the run here, at once, with every problem listed by its ke
 """
 from __future__ import annotations
 
+import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,8 @@ from ml_collections import ConfigDict
 
 from . import metrics, tasks
 from .errors import ConfigError, JaxprobeError
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")  # org/name[@revision]
 
 
 def _problems(config: ConfigDict):
@@ -130,7 +134,7 @@ def _data(config):
 
 
 def _encoders(config):
-    from .encoders import registry
+    from .encoders import families, registry
     from .encoders.transformer import DTYPES
 
     names = tuple(config.encoders.names)
@@ -143,11 +147,31 @@ def _encoders(config):
             known = sorted(k for k, v in config.encoders.items() if isinstance(v, ConfigDict) and k != "random")
             yield "encoders.names", f"{name!r} has no encoders.{name} block; configured: {known}"
             continue
-        if name not in registry.names():
-            yield "encoders.names", f"{name!r} is not a registered encoder; registered: {list(registry.names())}"
         e = config.encoders[name]
-        if e.checkpoint and not Path(e.checkpoint).exists():
-            yield f"encoders.{name}.checkpoint", f"{e.checkpoint} does not exist"
+        if name not in registry.names():
+            if not e.get("family"):
+                yield "encoders.names", (f"{name!r} is not a registered encoder ({list(registry.names())}); declare "
+                                         f"it with encoders.{name}.family and encoders.{name}.checkpoint")
+            elif e.family not in families.names():
+                yield f"encoders.{name}.family", f"{e.family!r}: expected one of {list(families.names())}"
+            elif not e.checkpoint:
+                yield f"encoders.{name}.checkpoint", "a config-declared encoder needs its weights"
+        elif e.get("family") and e.family != registry.get(name).family:
+            yield f"encoders.{name}.family", (f"{e.family!r}, but the registered {name} is a "
+                                              f"{registry.get(name).family} encoder")
+        expected = e.get("family") or (registry.get(name).family if name in registry.names() else "")
+        if e.checkpoint and (Path(e.checkpoint) / "encoder.json").is_file() and expected:
+            try:
+                found = json.loads((Path(e.checkpoint) / "encoder.json").read_text()).get("family")
+            except (OSError, ValueError) as error:
+                yield f"encoders.{name}.checkpoint", f"{e.checkpoint}/encoder.json is unreadable ({error})"
+                continue
+            if found != expected:  # a BiomedCLIP folder given as rad_dino would run and be reported as RAD-DINO
+                yield f"encoders.{name}.checkpoint", (f"{e.checkpoint} holds a {found} encoder, but {name} is a "
+                                                      f"{expected} encoder")
+        if e.checkpoint and not Path(e.checkpoint).exists() and not _HUB_ID.match(e.checkpoint):
+            yield f"encoders.{name}.checkpoint", (f"{e.checkpoint} is neither a folder nor a Hugging Face hub id "
+                                                  "(org/name)")
         if not _number(e.input_size, 0, 8192, integer=True):
             yield f"encoders.{name}.input_size", f"0 (the checkpoint's own) or a size in pixels, got {e.input_size!r}"
     if config.embed.dtype not in DTYPES:

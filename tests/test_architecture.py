@@ -20,6 +20,7 @@ LAYERS = [
     ["jaxprobe.predictions"],
     ["jaxprobe.bootstrap", "jaxprobe.delong", "jaxprobe.stats"],
     ["jaxprobe.results", "jaxprobe.tables"],
+    ["jaxprobe.figures"],
     ["jaxprobe.report", "jaxprobe.overlays", "jaxprobe.stats.__main__"],
     ["jaxprobe.run", "jaxprobe.validate", "jaxprobe.embed.__main__"],
 ]

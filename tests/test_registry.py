@@ -70,4 +70,51 @@ def get_config(arg=None):
     assert len(results["metrics"]["r2"]["pairs"]) == 6 and results["settings"]["n_comparisons"] == 6
     assert results["settings"]["bonferroni_threshold"] == pytest.approx(0.05 / 6)
     assert "| RAD-DINO (small) |" in (tmp_path / "w" / "table.md").read_text()
-    assert list((tmp_path / "w" / "report" / "figures").glob("*.png"))
+    assert results["display_names"]["rad_dino_small"] == "RAD-DINO (small)"
+    figures = {p.name for p in (tmp_path / "w" / "report" / "figures").glob("*.png")}
+    assert "ctr_regression_linear_probe.png" in figures and "ctr_regression_linear_probe_pairwise.png" in figures
+
+
+DECLARED_CONFIG = '''"""Cardiomegaly classification with a config-declared encoder (a test's analysis)."""
+from jaxprobe.config import module_beside
+
+common = module_beside(COMMON, None)
+cmg = module_beside(CMG, None)
+
+
+def get_config(arg=None):
+    c = cmg.get_config(arg)
+    c.encoders.names = ("biomedclip", "my_dino")
+    c.encoders.my_dino = common.encoder_block(family="dinov2", checkpoint=CHECKPOINT, display_name="My DINO")
+    return c
+'''
+
+
+def test_an_encoder_declared_in_the_config_alone(tmp_path, capsys):
+    """A name the registry does not know, declared by family + checkpoint + display name in the config; the
+    checkpoint's architecture (not the random-init sizes) is what runs."""
+    from jaxprobe.encoders.conversion import convert
+    from jaxprobe.run import main
+    from reference_models import make_dinov2
+    from test_run import SMALL
+
+    src = make_dinov2(tmp_path / "src", full=False, seed=3)
+    convert("rad_dino", src, tmp_path / "mine", parity=False)
+    config = tmp_path / "declared.py"
+    config.write_text(DECLARED_CONFIG.replace("COMMON", repr(str(ROOT / "configs" / "common.py")))
+                      .replace("CMG", repr(str(ROOT / "configs" / "cmg_cls.py")))
+                      .replace("CHECKPOINT", repr(str(tmp_path / "mine"))))
+    args = ["--config", str(config), "--workdir", str(tmp_path / "w"), f"--config.cache_dir={tmp_path / 'c'}",
+            *SMALL]
+    assert main(args) == 0
+    results = json.loads((tmp_path / "w" / "results.json").read_text())
+    assert results["models"] == ["biomedclip", "my_dino"] and results["display_names"]["my_dino"] == "My DINO"
+    assert "| BiomedCLIP | My DINO |" in (tmp_path / "w" / "table.md").read_text()
+    head = json.loads((tmp_path / "w" / "predictions" / "my_dino" / "head.json").read_text())
+    assert head["encoder"]["source"] == str(tmp_path / "mine") and head["encoder"]["config"]["width"] != 32
+    capsys.readouterr()
+    assert main(args + ["--workdir", str(tmp_path / "w2"), "--config.encoders.my_dino.family=siglip"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a dinov2 encoder, but my_dino is a siglip encoder" in err and "[train:" not in err
+    assert main(args + ["--workdir", str(tmp_path / "w3"), "--config.encoders.my_dino.checkpoint="]) == 2
+    assert "needs its weights" in capsys.readouterr().err

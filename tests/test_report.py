@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from jaxprobe import metrics as M
-from jaxprobe import report, results
+from jaxprobe import figures, report, results
 from jaxprobe.stats import compare_metrics
 
 ENCODERS = ("rad_dino", "chexagent", "biomedclip")
@@ -72,8 +72,8 @@ def test_report_collects_tables_and_figures(run_dirs, tmp_path, monkeypatch):
 
 
 def test_relative_improvement_follows_the_metric_direction():
-    assert report.relative_improvement(0.5, 0.6, higher_is_better=True) == pytest.approx(0.2)
-    assert report.relative_improvement(0.002, 0.001, higher_is_better=False) == pytest.approx(0.5)
+    assert figures.relative_improvement(0.5, 0.6, higher_is_better=True) == pytest.approx(0.2)
+    assert figures.relative_improvement(0.002, 0.001, higher_is_better=False) == pytest.approx(0.5)
 
 
 def test_report_refuses_duplicates_and_foreign_files(run_dirs, tmp_path, capsys):

@@ -18,15 +18,44 @@ from .extract import extract
 log = logging.getLogger("jaxprobe.run")
 
 
+def display_name(config: ConfigDict, name: str) -> str:
+    """How tables and figures name encoder ``name``: the config's display_name, else the registry's."""
+    from ..encoders import registry
+
+    block = config.encoders[name] if name in config.encoders else None
+    return (block.display_name if block is not None else "") or registry.display_name(name)
+
+
+def family_of(config: ConfigDict, name: str) -> str:
+    """The family of encoder ``name``: declared in its config block, or its registry entry's."""
+    from ..encoders import registry
+
+    declared = config.encoders[name].family
+    if name in registry.names():
+        entry_family = registry.get(name).family
+        if declared and declared != entry_family:
+            raise RunError(f"encoders.{name}.family is {declared!r} but the registered {name} is a {entry_family} "
+                           "encoder; give the encoder another name to declare a new one")
+        return entry_family
+    if not declared:
+        raise RunError(f"encoder {name!r} is not registered ({list(registry.names())}); declare it with "
+                       f"encoders.{name}.family and encoders.{name}.checkpoint")
+    return declared
+
+
 def encoder_for(config: ConfigDict, name: str):
     from .. import encoders
-    from ..encoders import checkpoint
+    from ..encoders import checkpoint, registry
 
     e = config.encoders[name] if name in config.encoders else None
-    if e is None or name not in encoders.names():
-        raise RunError(f"unknown encoder {name!r}; expected some of {list(encoders.names())}")
+    if e is None:
+        raise RunError(f"encoder {name!r} has no encoders.{name} block in the config")
+    family = family_of(config, name)
     dtype = config.embed.dtype
     size = e.input_size or None
+    if not e.checkpoint and name not in registry.names():
+        raise RunError(f"encoders.{name}.checkpoint is required: a config-declared encoder's weights fix its "
+                       "architecture")
     if not e.checkpoint:
         r = config.encoders.random
         return encoders.load(name, width=r.width, depth=r.depth, num_heads=r.num_heads, seed=r.seed,
@@ -34,13 +63,18 @@ def encoder_for(config: ConfigDict, name: str):
     src = Path(e.checkpoint)
     if not src.is_dir():
         raise RunError(f"encoders.{name}.checkpoint: {src} is not a folder")
-    if checkpoint.is_checkpoint_dir(src):
-        return encoders.load(src, input_size=size, dtype=dtype)
-    return encoders.load(convert_cached(config, name, src), input_size=size, dtype=dtype)
+    folder = src if checkpoint.is_checkpoint_dir(src) else convert_cached(
+        config, name if name in registry.names() else family, src)
+    found = checkpoint.read_meta(folder)[0].family
+    if found != family:  # a BiomedCLIP folder under rad_dino would run and be reported as RAD-DINO
+        raise RunError(f"encoders.{name}.checkpoint: {src} holds a {found} encoder, but {name} is a {family} "
+                       "encoder")
+    return encoders.load(folder, input_size=size, dtype=dtype)
 
 
 def convert_cached(config: ConfigDict, name: str, src: Path) -> Path:
-    """An original checkpoint folder is converted once into the cache, its parity report kept and shown."""
+    """An original checkpoint folder is converted once into the cache, its parity report kept and shown. ``name``
+    is the registry entry (or, for a config-declared encoder, the family) it is converted as."""
     from ..encoders.conversion import convert
 
     stat = [(p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in sorted(src.iterdir()) if p.is_file()]
@@ -67,8 +101,8 @@ def store_for(config: ConfigDict, task: Task, name: str, inputs: Inputs, log=log
     encoder = encoder_for(config, name)
     log(f"{name}: {encoder}")
     mask = config.target if task.target_kind == "mask" else None
-    store = extract(encoder, inputs.ids, inputs.make_loader(encoder.spec, mask), config_lib.cache_dir(config) / "embeddings",
-                    name=name, mask_size=encoder.spec.input_size if mask else None, targets=inputs.targets,
-                    extra={**inputs.extra, "mask": mask}, batch_size=config.embed.batch_size,
+    root = config_lib.cache_dir(config) / "embeddings"
+    store = extract(encoder, inputs.ids, inputs.make_loader(encoder.spec, mask), root, name=name,
+                    mask_size=encoder.spec.input_size if mask else None, targets=inputs.targets, extra={**inputs.extra, "mask": mask}, batch_size=config.embed.batch_size,
                     chunk_size=config.embed.chunk_size, workers=config.embed.workers, log=log)
     return encoder, store

@@ -40,12 +40,24 @@ def base(analysis: str, *, source: str, task: str, target: str, title: str, head
     c.seed = 0
 
     c.data = ConfigDict()
-    c.data.source = source  # "siim" | "cardiomegaly"
+    c.data.source = source  # "siim" | "cardiomegaly" | "csv" (your own cohort, data.table)
     c.data.root = ""  # SIIM: folder with dicom-images-train/ and the RLE CSV. Empty: synthetic phantoms
     c.data.csv = ""  # SIIM RLE CSV (default: train-rle.csv or stage_2_train.csv under root)
     c.data.manifest = ""  # cardiomegaly: manifest CSV (image_id,path,patient_id,cardiomegaly)
     c.data.nih_root = ""  # cardiomegaly: NIH ChestX-ray14 folder with Data_Entry_2017.csv (instead of a manifest)
     c.data.chexmask_csv = ""  # cardiomegaly: CheXmask CSV (e.g. OriginalResolution/ChestX-Ray8.csv.gz)
+    # data.source "csv": one row per image (jaxprobe.data.csvsource); the values are the column names ("": none)
+    c.data.table = ConfigDict({
+        "path": "",  # the cohort CSV; empty: a synthetic phantom cohort (PNG images, heart-mask PNGs, label, CTR)
+        "image": "image",  # image file (DICOM, PNG, JPEG), relative to the CSV's folder or absolute
+        "patient": "patient_id",
+        "id": "",  # "": the image path relative to the CSV's folder
+        "label": "label",  # 0/1 (target "label")
+        "value": "value",  # a number (target "value")
+        "mask": "mask",  # a mask image path or RLE (target "mask"); empty cell = empty mask
+        "mask_format": "image",  # "image" | "siim_rle" | "chexmask_rle"
+        "split": "",  # a train/val/test column replacing the seeded patient-level split
+    })
     c.data.min_dice = 0.7  # CheXmask quality filter: Dice RCA (Mean) >= this
     # Read images from a prepared TFDS dataset (decoded once, in the cache; built on first use) instead of the
     # original files. Its splits are stored in the dataset; the balanced set is drawn within each split.

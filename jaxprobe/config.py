@@ -66,7 +66,7 @@ def cache_dir(config: ConfigDict) -> Path:
 
 def data_given(config: ConfigDict) -> bool:
     d = config.data
-    return bool(d.root or d.nih_root or d.manifest)
+    return bool(d.root or d.nih_root or d.manifest or d.table.path)
 
 
 def random_encoders(config: ConfigDict) -> list[str]:

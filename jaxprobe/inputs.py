@@ -36,7 +36,8 @@ def synthetic_paths(config: ConfigDict):
 
 # The targets each data source offers, by kind (jaxprobe.tasks.Task.target_kind).
 SOURCES = {"siim": {"pneumothorax": "mask", "label": "label"},
-           "cardiomegaly": {"heart": "mask", "label": "label", "ctr": "value"}}
+           "cardiomegaly": {"heart": "mask", "label": "label", "ctr": "value"},
+           "csv": {"mask": "mask", "label": "label", "value": "value"}}
 
 
 def check_target(config: ConfigDict, task: Task) -> None:
@@ -52,6 +53,27 @@ def check_target(config: ConfigDict, task: Task) -> None:
         raise RunError(f"target {config.target!r} is a {kind}; task {task.name!r} reads a {task.target_kind}")
 
 
+def table_columns(config: ConfigDict):
+    from .data.csvsource import Columns
+
+    return Columns(**{k: v for k, v in config.data.table.items() if k != "path"})
+
+
+def cohort_csv(config: ConfigDict) -> Path:
+    """A user cohort's CSV (``data.table.path``), or the embedded default's phantom cohort written as PNG + CSV."""
+    from .data.csvsource import write_phantom_cohort
+
+    if config.data.table.path:
+        return Path(config.data.table.path)
+    s = config.data.synthetic
+    root = config_lib.cache_dir(config) / "synthetic" / f"csv-n{s.n}-size{s.size}-seed{s.seed}"
+    done = root / "COMPLETE"
+    if not done.exists():
+        log.info(f"writing the synthetic phantom cohort ({s.n} PNGs + heart masks + cohort.csv) in {root}")
+        done.write_text(write_phantom_cohort(root, n=s.n, seed=s.seed, size=s.size))
+    return Path(done.read_text())
+
+
 def source_records(config: ConfigDict, workdir: Path):
     """Every usable record of the analysis's data source (the original files, or the synthetic phantoms)."""
     from .data import cardiomegaly_records, nih_cardiomegaly_records, siim_records
@@ -59,6 +81,10 @@ def source_records(config: ConfigDict, workdir: Path):
     d = config.data
     skipped = workdir / "skipped_items.csv" if d.on_error == "skip" else None
     common = dict(on_error=d.on_error, skipped_file=skipped)
+    if d.source == "csv":
+        from .data.csvsource import csv_records
+
+        return csv_records(cohort_csv(config), table_columns(config), target=config.target, **common)
     if d.source == "siim":
         if d.root:
             if not Path(d.root).is_dir():
@@ -108,8 +134,13 @@ def split(config: ConfigDict, records, workdir: Path) -> dict[str, str]:
     from .data.splits import leaking_patients
 
     d = config.data
-    assignment = resolve_splits(records, split_file=d.split_file or None, fractions=tuple(d.split_fractions),
-                                seed=d.split_seed)
+    if d.source == "csv" and d.table.split:  # the cohort's own split column
+        from .data.csvsource import csv_splits
+
+        assignment = csv_splits(cohort_csv(config), table_columns(config), records)
+    else:
+        assignment = resolve_splits(records, split_file=d.split_file or None, fractions=tuple(d.split_fractions),
+                                    seed=d.split_seed)
     leaks = leaking_patients(records, assignment)
     if leaks:
         raise RunError(f"patients in more than one split: {sorted(leaks)[:5]}")
@@ -164,7 +195,8 @@ def prepared_inputs(config: ConfigDict, task: Task) -> Inputs:
     d = config.data
     dataset = {"siim": "siim_acr_pneumothorax", "cardiomegaly": "cxr_cardiomegaly"}.get(d.source)
     if dataset is None:
-        raise RunError(f"data.source must be 'siim' or 'cardiomegaly', got {d.source!r}")
+        raise RunError(f"data.prepared=true reads the SIIM-ACR or cardiomegaly sources; {d.source!r} is read from "
+                       "its files (data.prepared=false)")
     manual = d.root if d.source == "siim" else (d.nih_root or (str(Path(d.manifest).parent) if d.manifest else ""))
     options = {"split_seed": d.split_seed, "split_fractions": tuple(d.split_fractions),
                "split_file": d.split_file or None}

@@ -125,6 +125,8 @@ def _data(config):
         yield "data.mask_threshold", f"a fraction in (0, 1] expected, got {d.mask_threshold!r}"
     if d.on_error not in ("raise", "skip"):
         yield "data.on_error", f"{d.on_error!r}: expected 'raise' or 'skip'"
+    if d.table.path and not Path(d.table.path).is_file():
+        yield "data.table.path", f"{d.table.path} is not a file (the cohort CSV)"
     if d.split_file and not Path(d.split_file).is_file():
         yield "data.split_file", f"{d.split_file} is not a file"
     if not _number(d.min_dice, 0, 1):

@@ -39,8 +39,12 @@ def record_loader(records: Sequence[Record], spec, mask: str | None = None, read
 
 
 def record_targets(records: Sequence[Record]) -> dict[str, np.ndarray]:
-    return {"label": np.array([r.label for r in records], np.int8),
-            "ctr": np.array([np.nan if r.ctr is None else r.ctr for r in records], np.float32)}
+    """Per-record scalars stored beside the embeddings: the label, the CTR and (user cohorts) the value."""
+    targets = {"label": np.array([r.label for r in records], np.int8),
+               "ctr": np.array([np.nan if r.ctr is None else r.ctr for r in records], np.float32)}
+    if any(r.value is not None for r in records):
+        targets["value"] = np.array([np.nan if r.value is None else r.value for r in records], np.float32)
+    return targets
 
 
 def prepared_loader(source, spec, mask: str | None = None, indices: Sequence[int] | None = None,

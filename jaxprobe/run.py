@@ -21,7 +21,7 @@ from ml_collections import ConfigDict
 
 from . import cli, tasks
 from . import config as config_lib
-from .errors import ConfigError, RunError, guarded
+from .errors import ConfigError, RunError
 from .embed.analysis import display_name, store_for
 from .inputs import check_target, load_inputs
 from .validate import validate
@@ -270,11 +270,7 @@ def _define_flags(fv) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0 if argv else 2
-    return guarded(lambda: _main(argv))
+    return cli.command(__doc__, _main, argv)
 
 
 def _main(argv: list[str]) -> int:

@@ -95,3 +95,12 @@ def test_no_module_is_too_long():
     long = {str(p.relative_to(ROOT)): n for _, p in _modules("jaxprobe")
             if (n := len(p.read_text().splitlines())) > 420 and str(p.relative_to(ROOT)) not in LONG_MODULES}
     assert not long, f"split these modules: {long}"
+
+
+def test_the_readme_layout_names_every_top_level_module():
+    """The README's Layout section is the map of the layers: every module and package of jaxprobe is on it."""
+    text = (ROOT / "README.md").read_text()
+    layout = text[text.index("## Layout"):text.index("## Known limitations")]
+    tops = sorted({m.split(".")[1] for m, _ in _modules("jaxprobe") if m.count(".") >= 1})
+    missing = [t for t in tops if t not in layout]
+    assert not missing, f"add to the README's Layout section: {missing}"

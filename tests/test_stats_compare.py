@@ -1,5 +1,4 @@
 """compare(): paired p-values, Bonferroni verdicts, CIs, DeLong; simulations of p-value calibration and CI coverage."""
-import itertools
 
 import numpy as np
 import pytest

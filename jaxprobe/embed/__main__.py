@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .. import cli, tasks
-from ..errors import ConfigError, guarded
+from ..errors import ConfigError
 
 
 def _define_flags(fv) -> None:
@@ -24,11 +24,7 @@ def _define_flags(fv) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0 if argv else 2
-    return guarded(lambda: _main(argv))
+    return cli.command(__doc__, _main, argv)
 
 
 def _main(argv: list[str]) -> int:

@@ -116,6 +116,7 @@ def base(analysis: str, *, source: str, task: str, target: str, title: str, head
     c.train.class_weights = (1.0, 1.0)  # (negative, positive) weights of the binary loss
     c.train.clip_grad_norm = 0.0  # 0: none (the authors' code: 1.0)
     c.train.drop_last = False  # the authors' training DataLoader drops the last partial batch
+    c.train.checkpoint_every = 1  # epochs between resumable checkpoints (the last epoch is always saved)
 
     c.stats = ConfigDict()
     c.stats.metrics = metrics

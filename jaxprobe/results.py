@@ -70,7 +70,8 @@ KIND_OF_METRIC = {"ranking": "classification", "mask": "segmentation", "regressi
 
 
 def analysis_dict(*, task: str, scenario: str, comparisons: Mapping[str, object], kind: str | None = None,
-                  cases: dict | None = None, display_names: Mapping[str, str] | None = None) -> dict:
+                  cases: dict | None = None, display_names: Mapping[str, str] | None = None,
+                  baselines: dict | None = None) -> dict:
     if not comparisons:
         raise ValueError("no comparisons to write")
     inferred = KIND_OF_METRIC[next(iter(comparisons.values())).metric.kind]
@@ -97,12 +98,14 @@ def analysis_dict(*, task: str, scenario: str, comparisons: Mapping[str, object]
     }
     if cases:
         out["cases"] = cases
+    if baselines:  # jaxprobe.baselines.gather: {baseline: {"description", "metrics": {metric: {model: value}}}}
+        out["baselines"] = baselines
     return _json_safe(out)
 
 
 def write_analysis(run_dir, *, task: str, scenario: str, comparisons: Mapping[str, object], kind: str | None = None,
-                   cases: dict | None = None, display_names: Mapping[str, str] | None = None
-                   ) -> dict[str, pathlib.Path]:
+                   cases: dict | None = None, display_names: Mapping[str, str] | None = None,
+                   baselines: dict | None = None) -> dict[str, pathlib.Path]:
     """Write results.json, table.md and pairwise.csv into ``run_dir``; return their paths.
 
     ``comparisons`` is what `jaxprobe.stats.compare_metrics` returns for one analysis (one task, one head);
@@ -111,7 +114,7 @@ def write_analysis(run_dir, *, task: str, scenario: str, comparisons: Mapping[st
     run_dir = pathlib.Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     analysis = analysis_dict(task=task, scenario=scenario, kind=kind, comparisons=comparisons, cases=cases,
-                             display_names=display_names)
+                             display_names=display_names, baselines=baselines)
     paths = {"results": run_dir / "results.json", "table": run_dir / "table.md", "pairwise": run_dir / "pairwise.csv"}
     paths["results"].write_text(json.dumps(analysis, indent=2) + "\n")
     tables.write_table_md(paths["table"], [analysis])

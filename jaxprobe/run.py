@@ -120,7 +120,7 @@ def collect_predictions(config: ConfigDict, task: Task, workdir: Path):
     return loaded.predictions, loaded.y_true, loaded.case_ids
 
 
-def statistics(config: ConfigDict, task: Task, workdir: Path):
+def statistics(config: ConfigDict, task: Task, workdir: Path, baselines: dict | None = None):
     from . import results
     from .heads import SCENARIOS
     from .stats import compare_metrics
@@ -135,7 +135,8 @@ def statistics(config: ConfigDict, task: Task, workdir: Path):
     return results.write_analysis(workdir, task=config.title, scenario=SCENARIOS[config.head.name],
                                   kind=task.result_kind, comparisons=comparisons,
                                   display_names={n: display_name(config, n) for n in config.encoders.names},
-                                  cases={"n": len(case_ids), "source": "predictions/<encoder>/member0"})
+                                  cases={"n": len(case_ids), "source": "predictions/<encoder>/member0"},
+                                  baselines=baselines)
 
 
 # ---------------------------------------------------------------------------------------------------- the run
@@ -176,7 +177,7 @@ def run_analysis(config: ConfigDict, workdir: Path) -> Path:
 
 
 def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
-    from . import predictions
+    from . import baselines, predictions
     from .train import fit, predict
 
     validate(config)
@@ -190,12 +191,16 @@ def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
     with timings.stage("inputs"):
         inputs = load_inputs(config, task, workdir)
     segmentation = task.target_kind == "mask"
+    trivial = {}
     for name in config.encoders.names:
         with timings.stage(f"embed:{name}"):
             encoder, store = store_for(config, task, name, inputs)
+        trivial[name] = baselines.for_encoder(task, store, config.target, inputs.rows("train"), inputs.rows("test"),
+                                              list(config.stats.metrics), pr_auc=config.stats.pr_auc,
+                                              empty_mask_rule=config.stats.empty_mask_rule)
         make_head, sizes = head_factory(config, encoder.spec)
         setup = json.loads(json.dumps({"head": config.head.name, "sizes": sizes, "loss": task.loss,
-                                       "train": tcfg.to_dict(), "encoder": encoder.identity(),
+                                       "train": tcfg.identity(), "encoder": encoder.identity(),
                                        "store": str(store.path)}, default=str))
         if predictions.summary_file(workdir, name).exists():
             check_same_setup(predictions.head_file(workdir, name), setup)
@@ -214,7 +219,7 @@ def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
             predictions.write(workdir, name, result, test, empty_mask_rule=config.stats.empty_mask_rule)
             predictions.write_head(workdir, name, setup)
     with timings.stage("statistics"):
-        statistics(config, task, workdir)
+        statistics(config, task, workdir, baselines.gather(trivial))
     with timings.stage("report"):
         from .report import build_report
 

@@ -60,7 +60,7 @@ def table2_markdown(analyses, digits: int = 3) -> str:
     header = ["Task", "Head", "Metric"] + [display_name(m, analyses) for m in models]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for a in analyses:
-        for metric in a["metrics"].values():
+        for key, metric in a["metrics"].items():
             cells = [a["task"], a["scenario"], metric["display"]]
             digits = digits_for([r["estimate"] for r in metric["models"].values()], digits)
             for m in models:
@@ -68,9 +68,18 @@ def table2_markdown(analyses, digits: int = 3) -> str:
                 cells.append("" if r is None else
                              f"{_num(r['estimate'], digits)} {format_interval(r['ci_low'], r['ci_high'], digits)}")
             lines.append("| " + " | ".join(cells) + " |")
+            for base in a.get("baselines", {}).values():  # trivial baselines, in italics, no CI
+                values = base["metrics"].get(key)
+                if values:
+                    lines.append("| " + " | ".join([a["task"], f"*baseline: {base['description']}*", metric["display"]]
+                                                   + [f"*{_num(values[m], digits)}*" if m in values else ""
+                                                      for m in models]) + " |")
     note = (f"Point estimate ({', '.join(sorted({a['settings']['point_estimate'] for a in analyses}))}) with "
             f"{level_text} percentile bootstrap CI "
             f"({', '.join(str(b) for b in sorted({a['settings']['n_resamples'] for a in analyses}))} resamples).")
+    if any(a.get("baselines") for a in analyses):
+        note += " Rows in italics: trivial baselines scored on the same test cases (no CI); a head has learnt " \
+                "something from the embeddings only where it beats them."
     return "**Table 2.** " + note + "\n\n" + "\n".join(lines)
 
 

@@ -17,7 +17,7 @@ LAYERS = [
     ["jaxprobe.inputs"],
     ["jaxprobe.embed"],
     ["jaxprobe.heads", "jaxprobe.train"],
-    ["jaxprobe.predictions"],
+    ["jaxprobe.predictions", "jaxprobe.baselines"],
     ["jaxprobe.bootstrap", "jaxprobe.delong", "jaxprobe.stats"],
     ["jaxprobe.results", "jaxprobe.tables"],
     ["jaxprobe.figures"],

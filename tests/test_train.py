@@ -227,6 +227,40 @@ def test_an_interrupted_training_resumes_to_the_same_result(tmp_path):
             workdir=tmp_path, progress=False)
 
 
+def test_sparse_checkpoints_resume_by_replaying_and_history_csv_follows(tmp_path):
+    """checkpoint_every=3: a kill after epoch 4 resumes from the epoch-3 checkpoint, replays epoch 4 to the same
+    numbers, and history.csv holds each epoch once, with the member's lowest validation loss marked best."""
+    data = segmentation_data()
+    make = lambda rngs: CrossAttentionSegmenter(C, D, G, S, rngs=rngs, **TINY)  # noqa: E731
+    config = TrainConfig(learning_rate=1e-2, max_epochs=6, seeds=(0, 1), checkpoint_every=3, patience=50)
+    whole = fit(make, data, *SPLIT[:2], config, loss="bce", progress=False)
+
+    def stop_after_epoch_4(epoch, record):
+        if epoch == 4:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        fit(make, data, *SPLIT[:2], config, loss="bce", workdir=tmp_path, progress=False,
+            on_epoch_end=stop_after_epoch_4)
+    assert len(read_csv(tmp_path / "history.csv")) == 2 * 5  # written as training went, past the checkpoint
+    epochs_run = []
+    resumed = fit(make, data, *SPLIT[:2], TrainConfig(**{**config.to_dict(), "seeds": (0, 1), "checkpoint_every": 1}),
+                  loss="bce", workdir=tmp_path, progress=False,
+                  on_epoch_end=lambda epoch, record: epochs_run.append(epoch))
+    assert epochs_run == [3, 4, 5]  # checkpoint_every is not part of the training's identity
+    np.testing.assert_allclose(resumed.history["val_loss"], whole.history["val_loss"], rtol=1e-5)
+    rows = read_csv(tmp_path / "history.csv")
+    assert [(int(r["epoch"]), int(r["member"])) for r in rows] == [(e, k) for e in range(6) for k in (0, 1)]
+    for k, seed in enumerate((0, 1)):
+        mine = [r for r in rows if int(r["member"]) == k]
+        val = np.array([float(r["val_loss"]) for r in mine])
+        np.testing.assert_allclose(val, np.array(whole.history["val_loss"])[:, k], rtol=1e-5)
+        assert {int(r["seed"]) for r in mine} == {seed} and {float(r["learning_rate"]) for r in mine} == {1e-2}
+        best = [int(r["epoch"]) for r in mine if r["best"] == "1"]
+        assert best[-1] == int(np.argmin(val)) == resumed.members[k]["best_epoch"]
+        assert all(val[e] < val[:e].min() for e in best[1:])  # each "best" row set a new lowest loss
+
+
 MULTI_DEVICE = textwrap.dedent("""
     import json, sys
     import jax, numpy as np

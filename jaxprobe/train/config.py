@@ -32,6 +32,9 @@ class TrainConfig:
     class_weights: tuple[float, float] = (1.0, 1.0)
     clip_grad_norm: float = 0.0  # > 0: clip gradients to this global norm first (the authors' code: 1.0)
     drop_last: bool = False  # leave out the last partial training batch each epoch (the authors' DataLoader)
+    # Save a resumable checkpoint every N epochs (and always at the end); does not change any number, so it is
+    # left out of the training's identity. 1 = every epoch; larger saves time on long, cheap trainings.
+    checkpoint_every: int = 1
 
     def __post_init__(self):
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
@@ -42,7 +45,7 @@ class TrainConfig:
                              f"{self.class_weights}")
         if self.clip_grad_norm < 0:
             raise ValueError(f"TrainConfig.clip_grad_norm must be >= 0 (0 = no clipping), got {self.clip_grad_norm}")
-        for key in ("batch_size", "eval_batch_size", "patience", "max_epochs"):
+        for key in ("batch_size", "eval_batch_size", "patience", "max_epochs", "checkpoint_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"TrainConfig.{key} must be >= 1, got {getattr(self, key)}")
         if not self.seeds:
@@ -60,6 +63,12 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: {len(self.seeds)} seeds and {len(self.learning_rates)} learning_rates; "
                              "give one of them once, or both with the same length")
         return list(zip(seeds, rates))
+
+    def identity(self) -> dict:
+        """The settings that change a trained head (``to_dict`` without the bookkeeping ``checkpoint_every``)."""
+        d = self.to_dict()
+        d.pop("checkpoint_every")
+        return d
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

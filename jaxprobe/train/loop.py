@@ -6,8 +6,10 @@ stopping (a stopped member is frozen; the run ends when all have stopped or at `
 see the same batches in the same order (``shuffle_seed``), so member k of a K-member run is the same training
 as a one-member run with member k's seed and learning rate.
 
-With a ``workdir``, every epoch ends with an Orbax checkpoint (weights, optimiser state, early-stopping state,
-history); calling ``fit`` again with the same workdir resumes, or returns at once if training had finished.
+With a ``workdir``, every ``checkpoint_every``-th epoch and the last one end with an Orbax checkpoint (weights,
+optimiser state, early-stopping state, history), and ``history.csv`` gains each epoch's losses as it ends;
+calling ``fit`` again with the same workdir resumes (replaying the epochs after the last checkpoint, which
+gives the same numbers: batch order and steps are deterministic), or returns at once if training had finished.
 """
 from __future__ import annotations
 
@@ -186,9 +188,9 @@ def fit(make_head: Callable[[nnx.Rngs], nnx.Module], data: ProbeData, train_idx:
     state = jax.device_put(state, replicated)
     k_members = len(members)
     stopping = early_stopping.StoppingState.start(k_members)
-    history = {"train_loss": [], "val_loss": []}
+    history = {"train_loss": [], "val_loss": [], "best": []}
     signature = {
-        "name": name, "loss": loss, "head": type(head).__name__, "config": config.to_dict(),
+        "name": name, "loss": loss, "head": type(head).__name__, "config": config.identity(),
         "param_shapes": [list(a.shape) for a in jax.tree.leaves(state["params"])],
         "data": digest(train_idx, val_idx), "rows": len(data.case_ids),
     }
@@ -198,6 +200,7 @@ def fit(make_head: Callable[[nnx.Rngs], nnx.Module], data: ProbeData, train_idx:
         state = checkpoints.restore(state)
         stopping = early_stopping.StoppingState.from_dict(meta["track"])
         history, first_epoch = meta["history"], meta["epochs_done"]
+    curves = HistoryFile(workdir, members, history) if workdir is not None else None
 
     steps = make_steps(graphdef_train, graphdef_eval, loss, config)
     batches = Batches(data, inputs, mesh, config.data_on_device, np.concatenate([train_idx, val_idx]))
@@ -235,7 +238,11 @@ def fit(make_head: Callable[[nnx.Rngs], nnx.Module], data: ProbeData, train_idx:
         state["best_stats"] = keep_best(improved_dev, state["stats"], state["best_stats"])
         history["train_loss"].append([float(v) if a else None for v, a in zip(train_loss, was_active)])
         history["val_loss"].append([float(v) if a else None for v, a in zip(val_loss, was_active)])
-        if checkpoints is not None:
+        history["best"].append([bool(b) for b in np.asarray(improved)])
+        if curves is not None:
+            curves.append(epoch, history)
+        last = not any(stopping.active) or epoch + 1 == config.max_epochs
+        if checkpoints is not None and ((epoch + 1) % config.checkpoint_every == 0 or last):
             checkpoints.save(epoch + 1, state, {"signature": signature, "track": stopping.to_dict(),
                                                 "history": history, "epochs_done": epoch + 1})
         epochs.set_postfix(val=f"{np.nanmin(np.where(was_active, val_loss, np.nan)):.4g}",
@@ -257,6 +264,37 @@ def fit(make_head: Callable[[nnx.Rngs], nnx.Module], data: ProbeData, train_idx:
     return FitResult(name=name, loss=loss, inputs=inputs, output=output, graphdef=graphdef_eval,
                      params=state["best_params"], batch_stats=state["best_stats"], members=summary,
                      history=history, config=config.to_dict())
+
+
+class HistoryFile:
+    """``<workdir>/history.csv``, one row per member and epoch, appended as training goes: epoch, member, seed,
+    learning_rate, train_loss, val_loss, active, best (this epoch set the member's lowest validation loss so far).
+    On resume it is rewritten from the checkpoint's history, so it never holds epochs the checkpoint lost."""
+
+    COLUMNS = ("epoch", "member", "seed", "learning_rate", "train_loss", "val_loss", "active", "best")
+
+    def __init__(self, workdir, members, history):
+        self.path = pathlib.Path(workdir) / "history.csv"
+        self.members = members
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "w") as f:
+            f.write(",".join(self.COLUMNS) + "\n")
+            f.writelines(self._rows(e, history) for e in range(len(history["train_loss"])))
+
+    def _rows(self, epoch: int, history: dict) -> str:
+        out = []
+        best = history.get("best", [])
+        for k, (seed, lr) in enumerate(self.members):
+            train, val = history["train_loss"][epoch][k], history["val_loss"][epoch][k]
+            active = train is not None
+            is_best = bool(best[epoch][k]) if epoch < len(best) else False
+            out.append(f"{epoch},{k},{seed},{lr!r},{'' if train is None else repr(train)},"
+                       f"{'' if val is None else repr(val)},{int(active)},{int(is_best and active)}\n")
+        return "".join(out)
+
+    def append(self, epoch: int, history: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(self._rows(epoch, history))
 
 
 def _raise_if_not_finite(name, what, losses, members, epoch, active) -> None:

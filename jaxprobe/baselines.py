@@ -20,7 +20,14 @@ DESCRIPTIONS = {
     "train_mean": "training mean",
     "empty": "empty mask",
     "all_foreground": "all-foreground mask",
-    "location_prior": "location prior (pixels foreground in >= half of the training masks)",
+    "location_prior": "location prior",
+}
+DEFINITIONS = {
+    "constant": "the same score for every case",
+    "train_mean": "the training set's mean value predicted for every case",
+    "empty": "no foreground pixel",
+    "all_foreground": "every pixel foreground",
+    "location_prior": "the pixels that are foreground in at least half of the training masks, for every case",
 }
 _CHUNK = 256
 
@@ -68,7 +75,8 @@ def gather(per_encoder: dict[str, dict[str, dict[str, float]]]) -> dict:
     out: dict = {}
     for encoder, baselines in per_encoder.items():
         for name, values in baselines.items():
-            entry = out.setdefault(name, {"description": DESCRIPTIONS[name], "metrics": {}})
+            entry = out.setdefault(name, {"description": DESCRIPTIONS[name], "definition": DEFINITIONS[name],
+                                          "metrics": {}})
             for metric, value in values.items():
                 entry["metrics"].setdefault(metric, {})[encoder] = value
     return out

@@ -113,8 +113,9 @@ def apply_block(config: ConfigDict, block: ConfigDict, overridden, name: str) ->
 def resolve(config: ConfigDict, overridden=()) -> ConfigDict:
     """Settle the protocol, the profile and the lists of ``config`` in place and return it.
 
-    Protocol "authors" puts the ``authors`` block's values in place (the authors' public code where it differs
-    from the paper), then the profile's block applies.
+    The profile's block applies first, then protocol "authors" puts the ``authors`` block's values in place (the
+    authors' public code where it differs from the paper; on the embedded default they win over the demo's
+    training settings where both set a key).
 
     Profile "auto" is the embedded default ("demo") when no data root is given or an encoder has no checkpoint,
     else "full". "demo" puts the ``demo`` block's values in place (the block mirrors the config: ``demo.train.
@@ -130,8 +131,6 @@ def resolve(config: ConfigDict, overridden=()) -> ConfigDict:
             return config
         if config.protocol not in PROTOCOLS:
             raise ConfigError(f"protocol {config.protocol!r}: expected one of {list(PROTOCOLS)}")
-        if config.protocol == "authors":
-            apply_block(config, config.authors, overridden, "authors")
         profile = config.profile
         if profile not in PROFILES:
             raise ConfigError(f"profile {profile!r}: expected one of {list(PROFILES)}")
@@ -139,6 +138,8 @@ def resolve(config: ConfigDict, overridden=()) -> ConfigDict:
             profile = "demo" if not data_given(config) or random_encoders(config) else "full"
         if profile == "demo":
             apply_block(config, config.demo, overridden, "demo")
+        if config.protocol == "authors":  # after the demo block: the protocol a user names wins over the demo's
+            apply_block(config, config.authors, overridden, "authors")
         config.profile = profile
     return config
 

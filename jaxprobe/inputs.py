@@ -20,16 +20,24 @@ from .tasks import Task
 log = logging.getLogger("jaxprobe.run")
 
 
+def synthetic_key(config: ConfigDict, prefix: str = "") -> str:
+    """The cache folder name of the phantom set ``data.synthetic`` describes, with the generator's version."""
+    from .data.synth import GENERATOR_VERSION
+
+    s = config.data.synthetic
+    return f"{prefix}v{GENERATOR_VERSION}-n{s.n}-size{s.size}-seed{s.seed}-pos{s.positive_fraction:g}"
+
+
 def synthetic_paths(config: ConfigDict):
     from .data import make_synthetic
     from .data.synth import SyntheticPaths
 
     s = config.data.synthetic
-    root = config_lib.cache_dir(config) / "synthetic" / f"n{s.n}-size{s.size}-seed{s.seed}"
+    root = config_lib.cache_dir(config) / "synthetic" / synthetic_key(config)
     done = root / "COMPLETE"
     if not done.exists():
         log.info(f"generating the synthetic phantom set ({s.n} SIIM-style DICOMs + {s.n} cardiomegaly PNGs) in {root}")
-        paths = make_synthetic(root, n=s.n, seed=s.seed, size=s.size)
+        paths = make_synthetic(root, n=s.n, seed=s.seed, size=s.size, positive_fraction=s.positive_fraction)
         done.write_text(json.dumps(dataclasses.asdict(paths)))
     return SyntheticPaths(**json.loads(done.read_text()))
 
@@ -66,7 +74,7 @@ def cohort_csv(config: ConfigDict) -> Path:
     if config.data.table.path:
         return Path(config.data.table.path)
     s = config.data.synthetic
-    root = config_lib.cache_dir(config) / "synthetic" / f"csv-n{s.n}-size{s.size}-seed{s.seed}"
+    root = config_lib.cache_dir(config) / "synthetic" / synthetic_key(config, "csv-")
     done = root / "COMPLETE"
     if not done.exists():
         log.info(f"writing the synthetic phantom cohort ({s.n} PNGs + heart masks + cohort.csv) in {root}")
@@ -81,6 +89,7 @@ def source_records(config: ConfigDict, workdir: Path):
     d = config.data
     skipped = workdir / "skipped_items.csv" if d.on_error == "skip" else None
     common = dict(on_error=d.on_error, skipped_file=skipped)
+    views = tuple(str(v).upper() for v in d.views)
     if d.source == "csv":
         from .data.csvsource import csv_records
 
@@ -99,37 +108,57 @@ def source_records(config: ConfigDict, workdir: Path):
             if p and not Path(p).exists():
                 raise RunError(f"{p} does not exist")
         if d.nih_root:
-            return nih_cardiomegaly_records(d.nih_root, d.chexmask_csv, min_dice=d.min_dice, **common)
-        return cardiomegaly_records(d.manifest, d.chexmask_csv, min_dice=d.min_dice, **common)
+            return nih_cardiomegaly_records(d.nih_root, d.chexmask_csv, min_dice=d.min_dice, views=views, **common)
+        return cardiomegaly_records(d.manifest, d.chexmask_csv, min_dice=d.min_dice, views=views, **common)
     if d.root:
         raise RunError("the cardiomegaly source reads data.nih_root or data.manifest (+ data.chexmask_csv), "
                        "not data.root")
     paths = synthetic_paths(config)
-    return cardiomegaly_records(paths.cardiomegaly_manifest, paths.chexmask_csv, min_dice=d.min_dice, **common)
+    return cardiomegaly_records(paths.cardiomegaly_manifest, paths.chexmask_csv, min_dice=d.min_dice, views=views,
+                                **common)
+
+
+PAPER_COHORTS = {  # what the study reports, logged beside the cohort actually read
+    "siim": "the paper: 10,675 SIIM-ACR stage-1 images, 2,379 with pneumothorax (classification: balanced "
+            "2,379 + 2,379)",
+    "cardiomegaly": "the paper: 30,000 PA radiographs (private Emory cohort), balanced 15,000 / 15,000",
+}
 
 
 def select_records(records, config: ConfigDict, task: Task):
-    """The cases the task uses: a segmentation task the images whose target mask is not empty (the study trains
-    segmenters on positives), classification all labelled images or, with ``data.balance``, every positive and
-    as many seeded negatives, regression the images whose target value is defined."""
+    """The cases the task uses. With ``data.balance`` the cohort is first balanced (every case of the rarer
+    label and as many seeded others, ``jaxprobe.data.splits.balanced``); then a segmentation task keeps the
+    images whose target mask is not empty (the study trains segmenters on positives), classification every
+    labelled image, regression the images whose target value is defined."""
     from .data import classification_set
 
+    if config.data.balance:
+        records = classification_set(records, seed=config.data.balance_seed)
     if task.cases == "positives":
         return [r for r in records if dict(r.masks).get(config.target)]
     if task.cases == "labelled":
-        return classification_set(records, seed=config.data.balance_seed) if config.data.balance else list(records)
+        return list(records)
     return [r for r in records if getattr(r, config.target) is not None]
 
 
 def load_records(config: ConfigDict, task: Task, workdir: Path):
+    """(all records of the source, the records the task uses)."""
     check_target(config, task)
-    records = select_records(source_records(config, workdir), config, task)
+    every = source_records(config, workdir)
+    records = select_records(every, config, task)
     if len(records) < 10:
         raise RunError(f"only {len(records)} usable records for {config.analysis}; need at least 10")
-    return records
+    positives = sum(1 for r in records if r.label == 1)
+    log.info(f"cohort: {len(records)} images, {positives} positive / {len(records) - positives} negative"
+             f"{' (balanced)' if config.data.balance else ''}, of {len(every)} read"
+             + (f"; {PAPER_COHORTS[config.data.source]}" if config.data.source in PAPER_COHORTS else ""))
+    return every, records
 
 
-def split(config: ConfigDict, records, workdir: Path) -> dict[str, str]:
+def split(config: ConfigDict, records, workdir: Path, every=None) -> dict[str, str]:
+    """The patient-level split of ``records``. A seeded split is drawn over ``every`` record of the source (the
+    whole cohort, before balancing or the task's selection) and restricted to ``records``, as a prepared
+    dataset's stored split is, so both ways of reading give the same split and the same balanced cases."""
     from .data import resolve_splits
     from .data.splits import leaking_patients
 
@@ -138,9 +167,13 @@ def split(config: ConfigDict, records, workdir: Path) -> dict[str, str]:
         from .data.csvsource import csv_splits
 
         assignment = csv_splits(cohort_csv(config), table_columns(config), records)
-    else:
-        assignment = resolve_splits(records, split_file=d.split_file or None, fractions=tuple(d.split_fractions),
+    elif d.split_file:
+        assignment = resolve_splits(records, split_file=d.split_file, fractions=tuple(d.split_fractions),
                                     seed=d.split_seed)
+    else:
+        whole = resolve_splits(every if every is not None else records, fractions=tuple(d.split_fractions),
+                               seed=d.split_seed)
+        assignment = {r.image_id: whole[r.image_id] for r in records}
     leaks = leaking_patients(records, assignment)
     if leaks:
         raise RunError(f"patients in more than one split: {sorted(leaks)[:5]}")
@@ -189,6 +222,7 @@ def inputs_from_records(records, assignment: dict[str, str], options: dict) -> I
 def prepared_inputs(config: ConfigDict, task: Task) -> Inputs:
     """The analysis's examples from a prepared TFDS dataset (prepared on first use, reused afterwards)."""
     from .data.tfds import prepare
+    from .data.splits import balanced
     from .data.tfds.index import example_index, select
     from .data.loaders import prepared_loader, prepared_targets
 
@@ -203,6 +237,10 @@ def prepared_inputs(config: ConfigDict, task: Task) -> Inputs:
     if not manual:
         s = d.synthetic
         options.update(synthetic=True, synthetic_n=s.n, synthetic_size=s.size, synthetic_seed=s.seed)
+        if d.source == "siim":
+            options["synthetic_positive_fraction"] = float(s.positive_fraction)
+    if d.source == "cardiomegaly":
+        options["views"] = tuple(str(v).upper() for v in d.views)
     elif not Path(manual).is_dir():
         raise RunError(f"{manual} is not a folder (the prepared dataset is built from it)")
     builder = prepare(dataset, config=options, data_dir=config_lib.cache_dir(config) / "tfds", manual_dir=manual or None,
@@ -210,18 +248,27 @@ def prepared_inputs(config: ConfigDict, task: Task) -> Inputs:
     check_target(config, task)
     # The index knows labels, not masks: SIIM-ACR's pneumothorax mask is non-empty exactly for the positives,
     # every CheXmask heart mask is non-empty (an empty one is a DataError when the cohort is read).
-    selection = {"positives": "segmentation" if d.source == "siim" else "all",
-                 "labelled": "classification" if d.balance else "all", "valued": "all"}[task.cases]
+    # The same order as the files path: the stored split covers the whole cohort, the balancing draws over the
+    # whole cohort in image-id order (jaxprobe.data.splits.balanced), then the task's selection.
+    selection = {"positives": "segmentation" if d.source == "siim" else "all", "labelled": "all",
+                 "valued": "all"}[task.cases]
     index = example_index(builder)
     source = builder.info.metadata["source"]
+    every = sorted((r for split_name in ("train", "val", "test") for r in index[split_name]), key=lambda r: r.image_id)
+    kept = {(r.split, r.index) for r in (every if not d.balance else
+                                         [every[i] for i in balanced([r.label for r in every], d.balance_seed)])}
     picked = []  # (split, data-source position, IndexRow)
     for split_name in ("train", "val", "test"):
         rows = {r.index: r for r in index[split_name]}
-        for position in select(index[split_name], selection, seed=d.balance_seed):
+        for position in select(index[split_name], selection):
             r = rows[position]
-            if task.cases == "valued" and getattr(r, config.target) is None:
+            if (split_name, position) not in kept or (task.cases == "valued" and getattr(r, config.target) is None):
                 continue
             picked.append((split_name, position, r))
+    positives = sum(1 for _, _, r in picked if r.label == 1)
+    log.info(f"cohort: {len(picked)} images, {positives} positive / {len(picked) - positives} negative"
+             f"{' (balanced)' if d.balance else ''}, of {len(every)} in the prepared dataset"
+             + (f"; {PAPER_COHORTS[d.source]}" if d.source in PAPER_COHORTS else ""))
     sources = {s: builder.as_data_source(s) for s in ("train", "val", "test")}
     by_split = {s: [p for sp, p, _ in picked if sp == s] for s in sources}
     offsets = {"train": 0, "val": len(by_split["train"]), "test": len(by_split["train"]) + len(by_split["val"])}
@@ -250,8 +297,8 @@ def load_inputs(config: ConfigDict, task: Task, workdir: Path) -> Inputs:
     if config.data.prepared:
         inputs = prepared_inputs(config, task)
     else:
-        records = load_records(config, task, workdir)
-        inputs = inputs_from_records(records, split(config, records, workdir), reading(config))
+        every, records = load_records(config, task, workdir)
+        inputs = inputs_from_records(records, split(config, records, workdir, every), reading(config))
     counts = {s: len(inputs.rows(s)) for s in ("train", "val", "test")}
     if min(counts.values()) == 0:
         raise RunError(f"a split is empty {counts}; use more data or other fractions")

@@ -133,6 +133,12 @@ def _data(config):
         yield "data.min_dice", f"a Dice in [0, 1] expected, got {d.min_dice!r}"
     if not _number(d.synthetic.n, 10, 10**6, integer=True):
         yield "data.synthetic.n", f"at least 10 phantoms needed, got {d.synthetic.n!r}"
+    if d.views and d.source != "cardiomegaly":
+        yield "data.views", f"view positions are read for the cardiomegaly source only; set () for {d.source!r}"
+    if not all(isinstance(v, str) and v.strip() for v in d.views):
+        yield "data.views", f"view positions (strings such as 'PA', 'AP') expected, got {tuple(d.views)!r}"
+    if not _number(d.synthetic.positive_fraction, 0, 1, low_open=True, high_open=True):
+        yield "data.synthetic.positive_fraction", f"a fraction in (0, 1) expected, got {d.synthetic.positive_fraction!r}"
 
 
 def _encoders(config):

@@ -138,35 +138,39 @@ def test_bad_input_names_file_and_row(tmp_path):
 def test_nih_adapter(tmp_path):
     root = tmp_path / "nih"
     (root / "images_001" / "images").mkdir(parents=True)
-    rows = [["Image Index", "Finding Labels", "Follow-up #", "Patient ID"],
-            ["00000001_000.png", "Cardiomegaly|Effusion", "0", "1"],
-            ["00000001_001.png", "No Finding", "1", "1"],
-            ["00000002_000.png", "Cardiomegaly", "0", "2"]]  # no image file: reported
+    rows = [["Image Index", "Finding Labels", "Follow-up #", "Patient ID", "View Position"],
+            ["00000001_000.png", "Cardiomegaly|Effusion", "0", "1", "PA"],
+            ["00000001_001.png", "No Finding", "1", "1", "PA"],
+            ["00000001_002.png", "No Finding", "2", "1", "AP"],  # not the paper's view: left out and listed
+            ["00000002_000.png", "Cardiomegaly", "0", "2", "PA"]]  # no image file: reported
     with open(root / "Data_Entry_2017.csv", "w", newline="") as f:
         csv.writer(f).writerows(rows)
     heart = box((32, 32), (18, 26), (12, 22))
     lung_r, lung_l = box((32, 32), (4, 24), (2, 14)), box((32, 32), (4, 24), (18, 30))
     table = [CHEXMASK_HEADER]
-    for name in ("00000001_000.png", "00000001_001.png"):
+    for name in ("00000001_000.png", "00000001_001.png", "00000001_002.png"):
         Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / "images_001" / "images" / name)
-    for name in ("00000001_000.png", "00000001_001.png", "00000002_000.png"):
+    for name in ("00000001_000.png", "00000001_001.png", "00000001_002.png", "00000002_000.png"):
         table.append([name, "0.8", "0.9", "", chexmask_encode_reference(lung_l), chexmask_encode_reference(lung_r),
                       chexmask_encode_reference(heart), 32, 32])
     with open(tmp_path / "ChestX-Ray8.csv", "w", newline="") as f:
         csv.writer(f).writerows(table)
     listing = tmp_path / "nih_left_out.csv"
-    records = nih_cardiomegaly_records(root, tmp_path / "ChestX-Ray8.csv", skipped_file=listing)
+    records = nih_cardiomegaly_records(root, tmp_path / "ChestX-Ray8.csv", skipped_file=listing, views=("PA",))
     assert [(r.image_id, r.label, r.patient_id) for r in records] == [("00000001_000.png", 1, "1"), ("00000001_001.png", 0, "1")]
     assert records[0].ctr == pytest.approx(10 / 28)
-    assert [row["kind"] for row in csv.DictReader(open(listing))] == ["label_without_image"]
+    assert sorted(row["kind"] for row in csv.DictReader(open(listing))) == ["label_without_image", "view_not_selected"]
+    every_view = nih_cardiomegaly_records(root, tmp_path / "ChestX-Ray8.csv")
+    assert [r.image_id for r in every_view] == ["00000001_000.png", "00000001_001.png", "00000001_002.png"]
 
 
 def test_synthetic_set_through_the_loader(tmp_path):
     paths = make_synthetic(tmp_path, n=30, seed=4, size=96)
     listing = tmp_path / "left_out.csv"
-    records = cardiomegaly_records(paths.cardiomegaly_manifest, paths.chexmask_csv, skipped_file=listing)
+    records = cardiomegaly_records(paths.cardiomegaly_manifest, paths.chexmask_csv, skipped_file=listing, views=("PA",))
     dropped = list(csv.DictReader(open(listing)))
-    assert len(records) + len(dropped) == 30 and all(r["kind"] == "low_mask_quality" for r in dropped)
+    assert len(records) + len(dropped) == 30
+    assert {r["kind"] for r in dropped} == {"low_mask_quality", "view_not_selected"}
     assert len(records) >= 20
     ctrs = np.array([r.ctr for r in records])
     assert 0.33 <= ctrs.min() and ctrs.max() <= 0.67

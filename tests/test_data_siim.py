@@ -152,7 +152,7 @@ def test_stage_2_file_name_and_unstripped_values(tree):
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    return make_synthetic(tmp_path_factory.mktemp("synth"), n=24, seed=3, size=128)
+    return make_synthetic(tmp_path_factory.mktemp("synth"), n=24, seed=3, size=128, positive_fraction=0.25)
 
 
 def test_synthetic_set_through_the_loader(synthetic):

@@ -95,13 +95,13 @@ def test_siim_examples_equal_source_records(siim):
 
 def test_cardiomegaly_examples_equal_source_records(cardio):
     origin = Path(cardio.info.metadata["origin"])
-    records = cardiomegaly_records(origin / "manifest.csv", origin / "chexmask.csv")
-    assert 0 < len(records) < 30  # the synthetic set has rows below the quality cut
+    records = cardiomegaly_records(origin / "manifest.csv", origin / "chexmask.csv", views=("PA",))
+    assert 0 < len(records) < 30  # the synthetic set has rows below the quality cut and AP films
     assert all(r.ctr is not None for r in records) and records[0].height != records[0].width
     _check_against_records(cardio, records, ["heart", "left_lung", "right_lung"])
     left_out = list(csv.DictReader(open(cardio.data_path / prepared.LEFT_OUT_FILE)))
     assert len(left_out) == 30 - len(records) == cardio.info.metadata["left_out"]
-    assert {row["kind"] for row in left_out} == {"low_mask_quality"}
+    assert {row["kind"] for row in left_out} == {"low_mask_quality", "view_not_selected"}
 
 
 def test_no_patient_crosses_splits_and_metadata_records_the_split(siim, cardio):
@@ -205,7 +205,7 @@ def test_bad_image_is_skipped_and_listed_or_stops_the_run_which_resumes(tmp_path
         _prepare("siim_acr_pneumothorax", "default", tmp_path / "raise", manual_dir=root)
     cache = tmp_path / "raise" / "downloads" / "jaxprobe_decoded"
     assert len(list(cache.rglob("*.pkl"))) == 6  # the images before the bad one stay decoded
-    assert not list((tmp_path / "raise" / "siim_acr_pneumothorax" / "default").glob("1.0.0"))
+    assert not list((tmp_path / "raise" / "siim_acr_pneumothorax" / "default").glob("1.*.*"))
 
     Path(bad.path).write_bytes(original)
     with caplog.at_level(logging.INFO, logger="jaxprobe.data"):
@@ -222,15 +222,15 @@ def test_nih_layout_with_chexmask_table_in_original_resolution(tmp_path):
     (nih / "Preprocessed").mkdir()
     with open(manifest) as f, open(nih / "Data_Entry_2017.csv", "w", newline="") as out:
         writer = csv.writer(out)
-        writer.writerow(["Image Index", "Finding Labels", "Follow-up #", "Patient ID"])
+        writer.writerow(["Image Index", "Finding Labels", "Follow-up #", "Patient ID", "View Position"])
         for row in csv.DictReader(f):
             shutil.copy(Path(manifest).parent / row["path"], nih / "images_001" / "images" / row["image_id"])
             writer.writerow([row["image_id"], "Cardiomegaly|Effusion" if row["cardiomegaly"] == "1" else "No Finding",
-                             0, row["patient_id"]])
+                             0, row["patient_id"], row["view"]])
     shutil.copy(chexmask, nih / "OriginalResolution" / "ChestX-Ray8.csv")
     shutil.copy(chexmask, nih / "Preprocessed" / "ChestX-Ray8.csv")
     built = _prepare("cxr_cardiomegaly", "default", tmp_path / "tfds", manual_dir=nih)
-    records = nih_cardiomegaly_records(nih, nih / "OriginalResolution" / "ChestX-Ray8.csv")
+    records = nih_cardiomegaly_records(nih, nih / "OriginalResolution" / "ChestX-Ray8.csv", views=("PA",))
     assert any(r.label for r in records)
     _check_against_records(built, records, ["heart", "left_lung", "right_lung"])
 
@@ -293,7 +293,7 @@ def test_command_line_prepares_once_and_reports(tmp_path, capsys):
     first = capsys.readouterr().out
     first = first[first.index("dataset: "):]  # before it, TFDS's own banner for a new build
     assert "config: synthetic-n12-size72-seed2" in first and "left out: 1" in first
-    folder = tmp_path / "cxr_cardiomegaly" / "synthetic-n12-size72-seed2" / "1.0.0"
+    folder = tmp_path / "cxr_cardiomegaly" / "synthetic-n12-size72-seed2" / "1.1.0"
     stamp = (folder / "dataset_info.json").stat().st_mtime_ns
     assert main(argv) == 0  # prepared already: reused, not rebuilt
     assert capsys.readouterr().out == first and (folder / "dataset_info.json").stat().st_mtime_ns == stamp

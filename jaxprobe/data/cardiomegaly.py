@@ -41,6 +41,7 @@ class ManifestEntry(NamedTuple):
     path: str
     patient_id: str
     label: int
+    view: str = ""  # the view position (PA, AP, ...) where the manifest says it; "" where it does not
 
 
 _TRUE = {"1", "1.0", "true", "yes", "y", "t"}
@@ -64,8 +65,10 @@ def read_manifest(
     path_column: str = "path",
     patient_column: str = "patient_id",
     label_column: str = "cardiomegaly",
+    view_column: str = "view",
 ) -> list[ManifestEntry]:
-    """Manifest rows; relative paths resolve against ``image_root`` (default: the manifest's folder)."""
+    """Manifest rows; relative paths resolve against ``image_root`` (default: the manifest's folder). An
+    optional ``view_column`` gives each image's view position."""
     manifest_csv = os.fspath(manifest_csv)
     base = os.fspath(image_root) if image_root is not None else os.path.dirname(os.path.abspath(manifest_csv))
     entries, seen = [], {}
@@ -81,7 +84,7 @@ def read_manifest(
         seen[image_id] = line
         path = row[path_column] if os.path.isabs(row[path_column]) else os.path.join(base, row[path_column])
         entries.append(ManifestEntry(where, image_id, os.path.abspath(path), row[patient_column],
-                                     parse_label(row[label_column], where)))
+                                     parse_label(row[label_column], where), row.get(view_column, "").upper()))
     return entries
 
 
@@ -109,16 +112,21 @@ def cardiomegaly_records(
     on_error: OnError = "raise",
     skipped_file: str | os.PathLike | None = None,
     verify_pixels: bool = False,
+    views: tuple[str, ...] = (),
 ) -> list[Record]:
     """Records of every manifest image that has a CheXmask row of sufficient quality, sorted by image id.
+
+    ``views`` (e.g. ``("PA",)``) keeps the images of those view positions (the manifest's ``view`` column);
+    empty keeps every image.
 
     ``verify_pixels=True`` decodes every kept image too, so undecodable files are raised or skipped here.
     """
     entries = read_manifest(manifest_csv, image_root=image_root, image_id_column=image_id_column,
                             path_column=path_column, patient_column=patient_column, label_column=label_column)
+    bad = BadItems(SOURCE, on_error, skipped_file)
+    entries = select_views(entries, views, os.fspath(manifest_csv), bad)
     return join_chexmask(entries, chexmask_csv, chexmask_id=chexmask_id, dice_column=dice_column, min_dice=min_dice,
-                         on_hw_swap=on_hw_swap, on_error=on_error, skipped_file=skipped_file,
-                         verify_pixels=verify_pixels)
+                         on_hw_swap=on_hw_swap, verify_pixels=verify_pixels, bad=bad)
 
 
 def join_chexmask(
@@ -252,8 +260,32 @@ def nih_manifest(nih_root: str | os.PathLike, *, data_entry_csv: str | os.PathLi
                 bad.note("label_without_image", where, f"{image_id} not found under {nih_root}")
             continue
         findings = {f.strip() for f in row["Finding Labels"].split("|")}
-        entries.append(ManifestEntry(where, image_id, files[image_id], row["Patient ID"], int("Cardiomegaly" in findings)))
+        entries.append(ManifestEntry(where, image_id, files[image_id], row["Patient ID"],
+                                     int("Cardiomegaly" in findings), row.get("View Position", "").upper()))
     return entries
+
+
+def select_views(entries: list[ManifestEntry], views, where: str, bad: BadItems) -> list[ManifestEntry]:
+    """The entries of the given view positions (all when ``views`` is empty); the others are noted in ``bad``
+    (kind ``view_not_selected``) and the counts by view logged."""
+    views = tuple(v.upper() for v in views)
+    if not views:
+        return entries
+    unknown = [e for e in entries if not e.view]
+    if unknown:
+        raise DataError(unknown[0].where, f"no view position for {len(unknown)} image(s) (a 'view' column, or NIH's "
+                                          f"'View Position'), so data.views={views} cannot be applied; set "
+                                          "data.views=() to keep every image")
+    kept = [e for e in entries if e.view in views]
+    for e in entries:
+        if e.view not in views:
+            bad.note("view_not_selected", e.where, f"{e.image_id} is {e.view}; data.views keeps {'/'.join(views)}")
+    counts = {}
+    for e in entries:
+        counts[e.view] = counts.get(e.view, 0) + 1
+    log.info("%s: views %s kept %d of %d images (by view: %s)", where, "/".join(views), len(kept), len(entries),
+             ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return kept
 
 
 def nih_cardiomegaly_records(
@@ -263,9 +295,11 @@ def nih_cardiomegaly_records(
     data_entry_csv: str | os.PathLike | None = None,
     on_error: OnError = "raise",
     skipped_file: str | os.PathLike | None = None,
+    views: tuple[str, ...] = (),
     **join_options,
 ) -> list[Record]:
     """NIH ChestX-ray14 + CheXmask ``ChestX-Ray8.csv`` (id column ``Image Index``) -> cardiomegaly records."""
     bad = BadItems(SOURCE, on_error, skipped_file)
-    entries = nih_manifest(nih_root, data_entry_csv=data_entry_csv, bad=bad)
+    entries = select_views(nih_manifest(nih_root, data_entry_csv=data_entry_csv, bad=bad), views, os.fspath(nih_root),
+                           bad)
     return join_chexmask(entries, chexmask_csv, bad=bad, **join_options)

@@ -14,18 +14,19 @@ from __future__ import annotations
 import logging
 import os
 
-import numpy as np
 
 from . import rle
 from .errors import BadItems, DataError, OnError
 from .images import read_dicom_header, read_image
 from .records import Record
+from .splits import balanced
 from .tables import read_rows
 
 log = logging.getLogger("jaxprobe.data")
 
 SOURCE = "siim_acr"
 LABEL_FILES = ("train-rle.csv", "stage_2_train.csv")
+PAPER_STAGE1 = (10_675, 2_379)  # images, positives of the study's SIIM-ACR cohort (the stage-1 training labels)
 
 
 def find_label_csv(root: str) -> str:
@@ -100,7 +101,12 @@ def siim_records(
         bad.note("image_without_label", dicoms[image_id], f"no row for {image_id} in {csv_path}")
     bad.finish()
     positives = sum(r.label for r in records)
-    log.info("%s: %d images (%d positive) from %s", SOURCE, len(records), positives, root)
+    stage = {"train-rle.csv": "stage 1", "stage_2_train.csv": "stage 2"}.get(os.path.basename(csv_path), "labels")
+    log.info("%s: %d images (%d positive) from %s, labels %s (%s); the paper's stage-1 cohort: %d images "
+             "(%d positive)", SOURCE, len(records), positives, root, csv_path, stage, *PAPER_STAGE1)
+    if stage == "stage 2":
+        log.warning("%s: the stage-2 labels give a larger cohort than the paper's stage-1 counts; use "
+                    "train-rle.csv (--config.data.csv) to match it", SOURCE)
     return records
 
 
@@ -135,13 +141,10 @@ def _record(image_id: str, path: str, rows: list[tuple[int, str]], csv_path: str
 
 
 def classification_set(records: list[Record], *, seed: int = 0) -> list[Record]:
-    """Balanced pneumothorax classification set: every positive plus as many negatives drawn with ``seed``."""
-    positives = [r for r in records if r.label == 1]
-    negatives = [r for r in records if r.label == 0]
-    if len(negatives) < len(positives):
-        raise ValueError(f"{len(positives)} positives but only {len(negatives)} negatives; cannot balance 1:1")
-    chosen = np.random.default_rng(seed).choice(len(negatives), size=len(positives), replace=False)
-    return sorted(positives + [negatives[i] for i in chosen], key=lambda r: r.image_id)
+    """Balanced classification set: every case of the rarer class (the positives, in SIIM-ACR) plus as many of
+    the other drawn with ``seed`` (``jaxprobe.data.splits.balanced``), in image-id order."""
+    ordered = sorted(records, key=lambda r: r.image_id)
+    return [ordered[i] for i in balanced([r.label for r in ordered], seed)]
 
 
 def segmentation_set(records: list[Record]) -> list[Record]:

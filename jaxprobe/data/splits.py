@@ -85,6 +85,25 @@ def read_split_file(
     return out
 
 
+def balanced(labels: Sequence[int], seed: int = 0) -> list[int]:
+    """Positions of a 1:1 cohort drawn from cases in a fixed order (image-id order everywhere): every case of
+    the smaller class and as many cases of the larger one drawn with ``seed``, in the given order.
+
+    The one balancing rule of jaxprobe: the SIIM-ACR classification set, the cardiomegaly cohort (the paper's
+    30,000 PA radiographs, balanced 50/50) and the prepared-dataset selections all draw through it, so the same
+    cases and seed give the same cohort whichever way the images are read."""
+    labels = np.asarray(labels)
+    if labels.size and not np.isin(labels, (0, 1)).all():
+        raise DataError("balance", f"labels must be 0 or 1 to balance a cohort, got {sorted(set(labels.tolist()))[:5]}")
+    positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    minority, majority = (positives, negatives) if len(positives) <= len(negatives) else (negatives, positives)
+    if not len(minority):
+        raise DataError("balance", f"cannot balance a cohort with {len(positives)} positives and {len(negatives)} "
+                                   "negatives")
+    chosen = np.random.default_rng(seed).choice(len(majority), size=len(minority), replace=False)
+    return sorted(minority.tolist() + majority[chosen].tolist())
+
+
 def resolve_splits(
     records: Sequence[Record],
     *,

@@ -5,9 +5,9 @@
 * ``siim/``: a SIIM-ACR-style tree ``dicom-images-train/<study>/<series>/<SOPInstanceUID>.dcm`` with realistic
   headers (CR chest PA, Secondary Capture, UUID PatientID; some patients have several images); most files are
   8-bit MONOCHROME2 JPEG Baseline like the Kaggle files, some 16-bit (12 stored) MONOCHROME1 with a window;
-  ``train-rle.csv`` (header ``ImageId, EncodedPixels``, stage-1 style ``" -1"``) with about a quarter
-  positives, some of them split over several (overlapping) rows.
-* ``cardiomegaly/``: 8- and 16-bit PNGs, ``manifest.csv`` (image_id, path, patient_id, cardiomegaly) and
+  ``train-rle.csv`` (header ``ImageId, EncodedPixels``, stage-1 style ``" -1"``) with half of the images
+  positive by default, some of them split over several (overlapping) rows.
+* ``cardiomegaly/``: 8- and 16-bit PNGs, ``manifest.csv`` (image_id, path, patient_id, cardiomegaly, view) and
   ``chexmask.csv`` in CheXmask's format (``Image Index``, ``Dice RCA (Mean)``, ..., ``Left Lung``,
   ``Right Lung``, ``Heart``, ``Height``, ``Width``), a few rows below the 0.7 quality cut.
 
@@ -38,6 +38,12 @@ from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, SecondaryCaptu
 
 from .ctr import ctr as cardiothoracic_ratio
 from .rle import encode_chexmask, encode_siim
+
+
+# Bumped whenever the same arguments would draw different phantoms; caches are keyed by it.
+# 2: half the SIIM films positive (was a quarter), deeper pneumothoraces (0.25-0.5 of the lung, was 0.12-0.3);
+#    the cardiomegaly manifest has a view column (about 10 % AP).
+GENERATOR_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +81,7 @@ def chest_phantom(
     noise: float = 0.015,
     rib_contrast: float = 0.09,
     pleural_line_contrast: float = 0.14,
+    pneumothorax_depth: tuple[float, float] = (0.25, 0.5),
 ) -> Phantom:
     """One PA chest phantom with its masks; coordinates u (viewer's left -1 .. right +1) and v (top -1 .. +1)."""
     v, u = np.meshgrid(np.linspace(-1, 1, height), np.linspace(-1, 1, width), indexing="ij")
@@ -108,7 +115,7 @@ def chest_phantom(
         side = rng.choice([-1.0, 1.0])
         lung = left_lung if side > 0 else right_lung
         cu = 0.40 * side
-        depth = rng.uniform(0.12, 0.3)  # how far the lung has collapsed away from the chest wall
+        depth = rng.uniform(*pneumothorax_depth)  # how far the lung has collapsed away from the chest wall
         collapsed = ellipse(cu - side * depth * 0.35, lung_v + depth * 0.25, 0.30 * (1 - depth), 0.62 * (1 - depth * 0.5), 2.4)
         apical_lateral = (v < lung_v + rng.uniform(0.1, 0.4)) | (side * (u - cu) > 0.05)
         ptx = lung & (collapsed > 1) & apical_lateral
@@ -202,9 +209,11 @@ def _patient_info(rng: np.random.Generator) -> dict:
             "sex": str(rng.choice(["M", "F"])), "age": int(rng.integers(18, 90))}
 
 
-def make_siim(out_dir: str, *, n: int, seed: int, size: int, positive_fraction: float = 0.25,
-              sixteen_bit_fraction: float = 0.25, ctr_range=(0.35, 0.65)) -> tuple[str, str]:
-    """SIIM-ACR-format set; returns (root, csv path)."""
+def make_siim(out_dir: str, *, n: int, seed: int, size: int, positive_fraction: float = 0.5,
+              sixteen_bit_fraction: float = 0.25, ctr_range=(0.35, 0.65),
+              pneumothorax_depth: tuple[float, float] = (0.25, 0.5)) -> tuple[str, str]:
+    """SIIM-ACR-format set; returns (root, csv path). ``pneumothorax_depth``: the range of how far a collapsed
+    lung has pulled away from the chest wall (fraction of the lung's width): larger is more salient."""
     rng = np.random.default_rng([seed, 1])
     root = os.path.join(out_dir, "siim")
     n_pos = min(n, max(1, round(n * positive_fraction))) if n > 1 else 0
@@ -214,7 +223,8 @@ def make_siim(out_dir: str, *, n: int, seed: int, size: int, positive_fraction: 
     people = [_patient_info(rng) for _ in range(max(owners) + 1)]
     rows = []
     for i in range(n):
-        phantom = chest_phantom(rng, size, size, target_ctr=rng.uniform(*ctr_range), pneumothorax=bool(positive[i]))
+        phantom = chest_phantom(rng, size, size, target_ctr=rng.uniform(*ctr_range), pneumothorax=bool(positive[i]),
+                                pneumothorax_depth=pneumothorax_depth)
         uids = {k: _uid(seed, "siim", i, k) for k in ("study", "series", "sop")}
         path = os.path.join(root, "dicom-images-train", uids["study"], uids["series"], uids["sop"] + ".dcm")
         _write_dicom(path, phantom.image, sixteen_bit=bool(rng.random() < sixteen_bit_fraction),
@@ -240,7 +250,8 @@ def make_siim(out_dir: str, *, n: int, seed: int, size: int, positive_fraction: 
 
 
 def make_cardiomegaly(out_dir: str, *, n: int, seed: int, size: int, sixteen_bit_fraction: float = 0.3,
-                      low_quality_fraction: float = 0.1, ctr_range=(0.35, 0.65)) -> tuple[str, str]:
+                      low_quality_fraction: float = 0.1, ctr_range=(0.35, 0.65), ap_fraction: float = 0.1
+                      ) -> tuple[str, str]:
     """Manifest + CheXmask-format set; returns (manifest path, chexmask csv path)."""
     rng = np.random.default_rng([seed, 2])
     root = os.path.join(out_dir, "cardiomegaly")
@@ -256,7 +267,8 @@ def make_cardiomegaly(out_dir: str, *, n: int, seed: int, size: int, sixteen_bit
         else:
             Image.fromarray(np.rint(phantom.image * 255).astype(np.uint8)).save(os.path.join(root, "images", image_id))
         ratio = cardiothoracic_ratio(phantom.heart, phantom.left_lung, phantom.right_lung)
-        manifest.append((image_id, f"images/{image_id}", f"P{owners[i] + 1:05d}", int(ratio > 0.5)))
+        view = "AP" if rng.random() < ap_fraction else "PA"  # the study's cohort is PA; data.views selects
+        manifest.append((image_id, f"images/{image_id}", f"P{owners[i] + 1:05d}", int(ratio > 0.5), view))
         low = rng.random() < low_quality_fraction
         dice = rng.uniform(0.4, 0.69) if low else rng.uniform(0.75, 0.95)
         masks.append((image_id, f"{dice:.4f}", f"{min(1.0, dice + 0.03):.4f}", "",
@@ -265,7 +277,7 @@ def make_cardiomegaly(out_dir: str, *, n: int, seed: int, size: int, sixteen_bit
     manifest_path = os.path.join(root, "manifest.csv")
     with open(manifest_path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["image_id", "path", "patient_id", "cardiomegaly"])
+        writer.writerow(["image_id", "path", "patient_id", "cardiomegaly", "view"])
         writer.writerows(manifest)
     chexmask_path = os.path.join(root, "chexmask.csv")
     with open(chexmask_path, "w", newline="") as f:
@@ -276,14 +288,22 @@ def make_cardiomegaly(out_dir: str, *, n: int, seed: int, size: int, sixteen_bit
     return manifest_path, chexmask_path
 
 
-def make_synthetic(out_dir: str | os.PathLike, n: int = 40, seed: int = 0, size: int = 256) -> SyntheticPaths:
+def make_synthetic(out_dir: str | os.PathLike, n: int = 40, seed: int = 0, size: int = 256, *,
+                   positive_fraction: float = 0.5, pneumothorax_depth: tuple[float, float] = (0.25, 0.5)
+                   ) -> SyntheticPaths:
     """Write both synthetic sets (n images each, size x size SIIM films) under out_dir and return their paths."""
     if n < 2:
         raise ConfigError(f"n must be at least 2 (a positive and a negative), got {n}")
     if size < 64:
         raise ConfigError(f"size must be at least 64 pixels for the anatomy to be drawn, got {size}")
     out_dir = os.path.abspath(os.fspath(out_dir))
-    siim_root, siim_csv = make_siim(out_dir, n=n, seed=seed, size=size)
+    if not 0 < positive_fraction < 1:
+        raise ConfigError(f"positive_fraction must be between 0 and 1, got {positive_fraction}")
+    low, high = pneumothorax_depth
+    if not 0 < low <= high < 0.9:
+        raise ConfigError(f"pneumothorax_depth must be (low, high) with 0 < low <= high < 0.9, got {pneumothorax_depth}")
+    siim_root, siim_csv = make_siim(out_dir, n=n, seed=seed, size=size, positive_fraction=positive_fraction,
+                                    pneumothorax_depth=(low, high))
     manifest, chexmask = make_cardiomegaly(out_dir, n=n, seed=seed, size=size)
     return SyntheticPaths(out_dir, siim_root, siim_csv, manifest, chexmask)
 

@@ -28,6 +28,7 @@ from etils import epath
 from ..errors import BadItems, OnError
 from ..records import Record
 from ..splits import SPLITS, resolve_splits, split_records
+from ..synth import GENERATOR_VERSION
 from .decoding import decode_all, default_workers, load_decoded, remove_decoded
 
 log = logging.getLogger("jaxprobe.data")
@@ -54,6 +55,9 @@ class PreparedConfig(tfds.core.BuilderConfig):
     split_file: str | None = None  # CSV with image_id and split columns; replaces the seeded split
 
 
+_SHARED_SYNTHETIC = ("synthetic_n", "synthetic_size", "synthetic_seed")
+
+
 def split_file_digest(path: str | os.PathLike) -> str:
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
@@ -69,7 +73,10 @@ def config_name(config: PreparedConfig, defaults: PreparedConfig) -> str:
     for field in dataclasses.fields(config):
         if field.name not in {f.name for f in dataclasses.fields(PreparedConfig)} and \
                 getattr(config, field.name) != getattr(defaults, field.name):
-            parts.append(f"{field.name.replace('_', '')}{getattr(config, field.name)}")  # a builder's own options
+            value = getattr(config, field.name)
+            if isinstance(value, (tuple, list)):
+                value = "_".join(str(v) for v in value) or "all"
+            parts.append(f"{field.name.replace('_', '')}{value}")  # a builder's own options
     if config.split_file is not None:
         parts.append(f"splitfile{split_file_digest(config.split_file)[:12]}")
     else:
@@ -89,8 +96,10 @@ class PreparedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     same images without decoding again), ``progress`` (progress bars).
     """
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release: decoded 8-bit images, masks, labels, patient-level splits."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "First release: decoded 8-bit images, masks, labels, patient-level splits.",
+                     "1.1.0": "Synthetic variants from phantom generator version 2 (half of the SIIM films positive, "
+                              "deeper pneumothoraces)."}
     CONFIG_CLASS = PreparedConfig
     SOURCE: str  # Record.source of the records
     LABEL_NAMES: tuple[str, str]  # label 0 and 1
@@ -120,6 +129,9 @@ class PreparedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             raise TypeError(f"{cls.name}: unknown config option(s) {sorted(unknown)}")
         if options.get("split_file") is not None:
             options["split_file"] = os.path.abspath(os.fspath(options["split_file"]))
+        for key, value in options.items():  # tuples, as the dataclass defaults are (lists would never equal them)
+            if isinstance(value, list):
+                options[key] = tuple(value)
         if "split_fractions" in options:
             options["split_fractions"] = tuple(float(f) for f in options["split_fractions"])
         config = dataclasses.replace(defaults, synthetic=synthetic, **options)
@@ -177,8 +189,10 @@ class PreparedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def _synthetic_dir(self, dl_manager, write) -> str:
         """Folder of this config's phantoms, written once (atomically) with ``write(folder)``."""
         c = self.builder_config
+        extra = "".join(f"-{f.name}{getattr(c, f.name)}" for f in dataclasses.fields(c)
+                        if f.name.startswith("synthetic_") and f.name not in _SHARED_SYNTHETIC)
         folder = Path(dl_manager.download_dir) / "jaxprobe_synthetic" / \
-            f"{self.name}-n{c.synthetic_n}-size{c.synthetic_size}-seed{c.synthetic_seed}"
+            f"{self.name}-v{GENERATOR_VERSION}-n{c.synthetic_n}-size{c.synthetic_size}-seed{c.synthetic_seed}{extra}"
         if not folder.exists():
             partial = folder.with_name(folder.name + f".partial{os.getpid()}")
             shutil.rmtree(partial, ignore_errors=True)

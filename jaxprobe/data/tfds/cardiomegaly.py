@@ -17,6 +17,7 @@ MANIFEST_CHEXMASK_FILES = ("chexmask.csv", "chexmask.csv.gz")
 @dataclasses.dataclass(eq=False)
 class CardiomegalyConfig(PreparedConfig):
     min_dice: float = 0.7  # keep CheXmask rows with Dice RCA (Mean) >= this (the CheXmask authors' advice)
+    views: tuple[str, ...] = ("PA",)  # view positions kept (the paper's cohort is PA); () keeps every view
 
 
 class CxrCardiomegaly(PreparedBuilder):
@@ -51,7 +52,8 @@ class CxrCardiomegaly(PreparedBuilder):
                                                                     copies exist, the one under
                                                                     OriginalResolution/ is used
     2. Any labelled set, as a manifest:
-           DIR/manifest.csv     columns image_id, path (relative to DIR or absolute), patient_id, cardiomegaly (0/1)
+           DIR/manifest.csv     columns image_id, path (relative to DIR or absolute), patient_id, cardiomegaly (0/1),
+                                and view (PA, AP, ...; needed unless the config's views is empty)
            DIR/chexmask.csv     CheXmask's format for those images (or chexmask.csv.gz)
 
     Rows below the CheXmask quality cut (Dice RCA (Mean) < 0.7 by default), images without masks and
@@ -66,7 +68,8 @@ class CxrCardiomegaly(PreparedBuilder):
 
     def _source_records(self, dl_manager, skipped_file: str):
         config = self.builder_config
-        options = dict(min_dice=config.min_dice, on_error=self._on_error, skipped_file=skipped_file)
+        options = dict(min_dice=config.min_dice, on_error=self._on_error, skipped_file=skipped_file,
+                       views=tuple(config.views))
         if config.synthetic:
             folder = self._synthetic_dir(dl_manager, lambda out: make_cardiomegaly(
                 out, n=config.synthetic_n, seed=config.synthetic_seed, size=config.synthetic_size))

@@ -11,10 +11,9 @@ import os
 from pathlib import Path
 from typing import Literal, Sequence
 
-import numpy as np
 
 from ..errors import DataError
-from ..splits import SPLITS
+from ..splits import SPLITS, balanced
 from ..tables import read_rows
 from .base import INDEX_FILE
 
@@ -62,9 +61,5 @@ def select(rows: Sequence[IndexRow], task: Task = "all", *, seed: int = 0) -> li
         return positives
     if task != "classification":
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    negatives = [r.index for r in rows if r.label == 0]
-    if len(negatives) < len(positives):
-        raise ValueError(f"{len(positives)} positives but only {len(negatives)} negatives; cannot balance 1:1")
     # rows are in image-id order, as the records classification_set draws from, so both draw the same negatives
-    chosen = np.random.default_rng(seed).choice(len(negatives), size=len(positives), replace=False)
-    return sorted(positives + [negatives[i] for i in chosen])
+    return sorted(rows[i].index for i in balanced([r.label for r in rows], seed))

@@ -1,11 +1,19 @@
 """``siim_acr_pneumothorax``: the SIIM-ACR Pneumothorax DICOMs and RLE masks as a prepared TFDS dataset."""
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from ..siim import SOURCE, siim_records
 from ..synth import make_siim
 from .base import PreparedBuilder, PreparedConfig
+
+
+@dataclasses.dataclass(eq=False)
+class SiimConfig(PreparedConfig):
+    """SIIM-ACR variants; the synthetic ones also say which fraction of the phantom films are positive."""
+
+    synthetic_positive_fraction: float = 0.5
 
 
 class SiimAcrPneumothorax(PreparedBuilder):
@@ -36,16 +44,19 @@ class SiimAcrPneumothorax(PreparedBuilder):
     dataset's left_out.csv.
     """
     BUILDER_CONFIGS = [
-        PreparedConfig(name="default", description="Manual download, patient-level split 0.72/0.08/0.2 seed 0"),
-        PreparedConfig(name="synthetic", synthetic=True, description="Synthetic phantoms (jaxprobe.data.synth), "
+        SiimConfig(name="default", description="Manual download, patient-level split 0.72/0.08/0.2 seed 0"),
+        SiimConfig(name="synthetic", synthetic=True, description="Synthetic phantoms (jaxprobe.data.synth), "
                                                                      "patient-level split 0.72/0.08/0.2 seed 0"),
     ]
+
+    CONFIG_CLASS = SiimConfig
 
     def _source_records(self, dl_manager, skipped_file: str):
         config = self.builder_config
         if config.synthetic:
             folder = self._synthetic_dir(dl_manager, lambda out: make_siim(
-                out, n=config.synthetic_n, seed=config.synthetic_seed, size=config.synthetic_size))
+                out, n=config.synthetic_n, seed=config.synthetic_seed, size=config.synthetic_size,
+                positive_fraction=config.synthetic_positive_fraction))
             root = os.path.join(folder, "siim")
         else:
             root = os.fspath(dl_manager.manual_dir)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 import pathlib
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
@@ -142,12 +143,23 @@ def write(workdir: str | pathlib.Path, encoder: str, result: "FitResult", test: 
                    "best_val_loss": _spread([r["best_val_loss"] for r in member_reports])},
         "history": result.history,
     }
-    summary_file(workdir, encoder).write_text(json.dumps(summary, indent=1))
+    _write_atomically(summary_file(workdir, encoder), json.dumps(summary, indent=1))
     return summary
 
 
 def write_head(workdir: str | pathlib.Path, encoder: str, setup: dict) -> None:
-    head_file(workdir, encoder).write_text(json.dumps(setup, indent=2) + "\n")
+    """The identity of the head's predictions (written before training; a finished summary.json is reused only
+    when the run's set-up equals it)."""
+    path = head_file(workdir, encoder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(path, json.dumps(setup, indent=2) + "\n")
+
+
+def _write_atomically(path: pathlib.Path, text: str) -> None:
+    """Whole or not at all: a kill leaves the old file (or none), never half of the new one."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
 
 
 def _nan_if_undefined(metric: Callable[[np.ndarray, np.ndarray], float], y_true, prediction) -> float:

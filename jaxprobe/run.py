@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from ml_collections import ConfigDict
 
 from . import cli, tasks
@@ -94,6 +96,18 @@ def head_factory(config: ConfigDict, spec):
     options = {k: tuple(v) if isinstance(v, (list, tuple)) else v
                for k, v in (config.head[block].to_dict() if block else {}).items()}
     return lambda rngs: make_head(config.head.name, spec, rngs=rngs, **options), options
+
+
+def cases_digest(inputs) -> str:
+    """A fingerprint of what decides the numbers besides the head: every case id, its split and its targets."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for case_id, split_name in zip(inputs.ids, inputs.splits):
+        h.update(f"{case_id}\t{split_name}\n".encode())
+    for key in sorted(inputs.targets):
+        h.update(key.encode() + b"=" + np.ascontiguousarray(inputs.targets[key]).tobytes())
+    return h.hexdigest()
 
 
 def check_same_setup(path: Path, setup: dict) -> None:
@@ -191,6 +205,7 @@ def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
     with timings.stage("inputs"):
         inputs = load_inputs(config, task, workdir)
     segmentation = task.target_kind == "mask"
+    cases = cases_digest(inputs)
     trivial = {}
     for name in config.encoders.names:
         with timings.stage(f"embed:{name}"):
@@ -201,11 +216,12 @@ def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
         make_head, sizes = head_factory(config, encoder.spec)
         setup = json.loads(json.dumps({"head": config.head.name, "sizes": sizes, "loss": task.loss,
                                        "train": tcfg.identity(), "encoder": encoder.identity(),
-                                       "store": str(store.path)}, default=str))
+                                       "store": str(store.path), "cases": cases}, default=str))
         if predictions.summary_file(workdir, name).exists():
             check_same_setup(predictions.head_file(workdir, name), setup)
             log.info(f"{name}: predictions exist, skipping training")
             continue
+        predictions.write_head(workdir, name, setup)  # the identity first: a kill after it loses nothing
         with timings.stage(f"train:{name}"):
             data = probe_data(config, task, store)
             rows = {s: inputs.rows(s) for s in ("train", "val", "test")}
@@ -217,7 +233,6 @@ def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
                 test = predict(result, data, rows["test"], mask_threshold=config.stats.mask_threshold,
                                mask_sink=mask_sink)
             predictions.write(workdir, name, result, test, empty_mask_rule=config.stats.empty_mask_rule)
-            predictions.write_head(workdir, name, setup)
     with timings.stage("statistics"):
         statistics(config, task, workdir, baselines.gather(trivial))
     with timings.stage("report"):

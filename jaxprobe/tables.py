@@ -80,7 +80,10 @@ def table2_markdown(analyses, digits: int = 3) -> str:
     if any(a.get("baselines") for a in analyses):
         note += " Rows in italics: trivial baselines scored on the same test cases (no CI); a head has learnt " \
                 "something from the embeddings only where it beats them."
-    return "**Table 2.** " + note + "\n\n" + "\n".join(lines)
+    warnings = sorted({f"{a['task']} ({a['scenario']}): {w}" for a in analyses for m in a["metrics"].values()
+                       for w in m.get("warnings", ())})
+    footer = "".join(f"\n\n**Warning.** {w}" for w in warnings)
+    return "**Table 2.** " + note + "\n\n" + "\n".join(lines) + footer
 
 
 def table_s1_rows(analyses):

@@ -177,3 +177,50 @@ def test_synthetic_set_through_the_loader(tmp_path):
     assert [r.label for r in records] == [int(r.ctr > 0.5) for r in records]
     assert 0 < sum(r.label for r in records) < len(records)
     assert {(r.height, r.width) for r in records} == {(96, 86)}  # not square
+
+
+@pytest.mark.parametrize("height", ["inf", "40.7", "nan", "-40"])
+def test_chexmask_size_that_is_no_pixel_count_is_a_bad_row(tmp_path, height):
+    """Height inf used to escape as OverflowError, 40.7 was truncated to 40 without a word."""
+    manifest, chexmask, _ = write_set(tmp_path)
+    lines = chexmask.read_text().splitlines()
+    lines[2] = lines[2].rsplit(",", 2)[0] + f",{height},30"
+    chexmask.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"chexmask.csv:3.*whole numbers of pixels"):
+        cardiomegaly_records(manifest, chexmask)
+    records = cardiomegaly_records(manifest, chexmask, on_error="skip", skipped_file=tmp_path / "s.csv")
+    assert [r.image_id for r in records] == ["im0.png"]
+
+
+def test_manifest_row_errors_follow_the_skip_policy(tmp_path):
+    manifest, chexmask, _ = write_set(tmp_path)
+    manifest.write_text(manifest.read_text().replace("p1,1", "p1,maybe"))
+    with pytest.raises(DataError, match=r"manifest.csv:3.*'maybe'"):
+        cardiomegaly_records(manifest, chexmask)
+    records = cardiomegaly_records(manifest, chexmask, on_error="skip", skipped_file=tmp_path / "s.csv")
+    assert [r.image_id for r in records] == ["im0.png"]
+    assert "manifest.csv:3" in (tmp_path / "s.csv").read_text()
+
+
+def test_empty_nih_patient_id_is_a_bad_row(tmp_path):
+    """Images with an empty Patient ID used to form one patient "" and skew the patient-level split."""
+    root = tmp_path / "nih"
+    (root / "images").mkdir(parents=True)
+    rows = [["Image Index", "Finding Labels", "Follow-up #", "Patient ID", "View Position"],
+            ["a.png", "Cardiomegaly", "0", "1", "PA"], ["b.png", "No Finding", "0", "", "PA"],
+            ["c.png", "No Finding", "0", "", "PA"]]
+    with open(root / "Data_Entry_2017.csv", "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    table = [CHEXMASK_HEADER]
+    heart = box((32, 32), (18, 26), (12, 22))
+    lung_r, lung_l = box((32, 32), (4, 24), (2, 14)), box((32, 32), (4, 24), (18, 30))
+    for name in ("a.png", "b.png", "c.png"):
+        Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / "images" / name)
+        table.append([name, "0.8", "0.9", "", chexmask_encode_reference(lung_l), chexmask_encode_reference(lung_r),
+                      chexmask_encode_reference(heart), 32, 32])
+    with open(tmp_path / "cm.csv", "w", newline="") as f:
+        csv.writer(f).writerows(table)
+    with pytest.raises(DataError, match=r"Data_Entry_2017.csv:3.*empty Patient ID for b.png"):
+        nih_cardiomegaly_records(root, tmp_path / "cm.csv")
+    records = nih_cardiomegaly_records(root, tmp_path / "cm.csv", on_error="skip", skipped_file=tmp_path / "s.csv")
+    assert [r.image_id for r in records] == ["a.png"]

@@ -119,6 +119,17 @@ def test_rerun_reuses_stores_and_heads(tmp_path, cache, capsys):
     # a changed training setting must not reuse the finished heads silently
     assert _run("ptx_cls", tmp_path / "a", cache, "--config.train.learning_rate=0.001") == 2
     assert "holds predictions of a different set-up (differs in ['train'])" in capsys.readouterr().err
+    # nor a changed split (the old results.json came back byte-identical while split.csv showed the new split)
+    assert _run("ptx_cls", tmp_path / "a", cache, "--config.data.split_seed=1") == 2
+    assert "holds predictions of a different set-up (differs in ['cases'])" in capsys.readouterr().err
+    # a kill during training leaves head.json (written first) without summary.json: the re-run trains again
+    import shutil
+
+    (tmp_path / "a" / "predictions" / "rad_dino" / "summary.json").unlink()
+    shutil.rmtree(tmp_path / "a" / "train" / "rad_dino")
+    assert (tmp_path / "a" / "predictions" / "rad_dino" / "head.json").is_file()
+    assert _run("ptx_cls", tmp_path / "a", cache) == 0
+    assert (tmp_path / "a" / "predictions" / "rad_dino" / "summary.json").is_file()
 
 
 def test_paper_writes_one_combined_report(tmp_path, cache):
@@ -217,3 +228,20 @@ def test_summary_and_statistics_agree_on_the_settings(tmp_path, cache):
         with open(wd / "predictions" / "chexagent" / "member0" / "segmentation.csv") as f:
             areas[threshold] = sum(int(r["pred_area"]) for r in csv.DictReader(f))
     assert areas["0.05"] > areas["0.5"]
+
+
+def test_the_identity_is_written_before_training(tmp_path, cache, monkeypatch):
+    """head.json used to be written after summary.json, so a kill between them left finished predictions with
+    no identity and the re-run refused them as "a different set-up"."""
+    import jaxprobe.train
+
+    seen = []
+
+    def killed(*args, workdir, **kwargs):
+        seen.append((workdir.parents[1] / "predictions" / workdir.name / "head.json").is_file())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jaxprobe.train, "fit", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _run("ptx_cls", tmp_path / "k", cache)
+    assert seen == [True]

@@ -217,3 +217,23 @@ def test_unpaired_test_draws_independent_recorded_resamples():
     assert not np.array_equal(paired.replicates[1], unpaired.replicates[1])
     with pytest.raises(ValueError, match="test must be one of"):
         compare("mse", y, preds, n_resamples=10, test="welch")
+
+
+def test_undefined_p_stays_undefined_after_bonferroni_and_small_sets_are_flagged():
+    """p_adjusted was 1.0 where p was NaN; three cases gave AUROC 1.000 (1.000-1.000) without a word."""
+    from jaxprobe import tables
+    from jaxprobe.stats.compare import bonferroni
+
+    assert np.isnan(bonferroni(float("nan"), 3)) and bonferroni(0.01, 3) == pytest.approx(0.03)
+    assert bonferroni(0.5, 3) == 1.0
+    y = np.array([0, 1, 1])
+    r = compare("auroc", y, {"a": np.array([0.1, 0.8, 0.9]), "b": np.array([0.2, 0.7, 0.95])}, n_resamples=200)
+    assert r.warnings and "1 negative" in r.warnings[0]
+    assert "warnings" in r.to_dict()
+    analysis = {"task": "t", "scenario": "s", "settings": {"ci_level": 0.95, "point_estimate": "full_sample",
+                                                           "n_resamples": 200},
+                "models": ["a", "b"], "display_names": {"a": "a", "b": "b"}, "metrics": {"auroc": r.to_dict()}}
+    assert "**Warning.** t (s): small test set: 2 positive, 1 negative" in tables.table2_markdown([analysis])
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 2, 200)
+    assert not compare("auroc", big, {"a": rng.random(200), "b": rng.random(200)}, n_resamples=100).warnings

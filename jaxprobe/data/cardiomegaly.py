@@ -66,6 +66,7 @@ def read_manifest(
     patient_column: str = "patient_id",
     label_column: str = "cardiomegaly",
     view_column: str = "view",
+    bad: BadItems | None = None,
 ) -> list[ManifestEntry]:
     """Manifest rows; relative paths resolve against ``image_root`` (default: the manifest's folder). An
     optional ``view_column`` gives each image's view position."""
@@ -75,16 +76,23 @@ def read_manifest(
     columns = [image_id_column, path_column, patient_column, label_column]
     for line, row in read_rows(manifest_csv, columns):
         where = f"{manifest_csv}:{line}"
-        for column in columns:
-            if not row[column]:
-                raise DataError(where, f"empty {column!r}")
-        image_id = row[image_id_column]
-        if image_id in seen:
-            raise DataError(where, f"image id {image_id} repeats line {seen[image_id]}")
+        try:
+            for column in columns:
+                if not row[column]:
+                    raise DataError(where, f"empty {column!r}")
+            image_id = row[image_id_column]
+            if image_id in seen:
+                raise DataError(where, f"image id {image_id} repeats line {seen[image_id]}")
+            label = parse_label(row[label_column], where)
+        except DataError as e:
+            if bad is None:
+                raise
+            bad.bad(e)  # raise, or skip the row and list it (the data.on_error policy)
+            continue
         seen[image_id] = line
         path = row[path_column] if os.path.isabs(row[path_column]) else os.path.join(base, row[path_column])
-        entries.append(ManifestEntry(where, image_id, os.path.abspath(path), row[patient_column],
-                                     parse_label(row[label_column], where), row.get(view_column, "").upper()))
+        entries.append(ManifestEntry(where, image_id, os.path.abspath(path), row[patient_column], label,
+                                     row.get(view_column, "").upper()))
     return entries
 
 
@@ -121,9 +129,10 @@ def cardiomegaly_records(
 
     ``verify_pixels=True`` decodes every kept image too, so undecodable files are raised or skipped here.
     """
-    entries = read_manifest(manifest_csv, image_root=image_root, image_id_column=image_id_column,
-                            path_column=path_column, patient_column=patient_column, label_column=label_column)
     bad = BadItems(SOURCE, on_error, skipped_file)
+    entries = read_manifest(manifest_csv, image_root=image_root, image_id_column=image_id_column,
+                            path_column=path_column, patient_column=patient_column, label_column=label_column,
+                            bad=bad)
     entries = select_views(entries, views, os.fspath(manifest_csv), bad)
     return join_chexmask(entries, chexmask_csv, chexmask_id=chexmask_id, dice_column=dice_column, min_dice=min_dice,
                          on_hw_swap=on_hw_swap, verify_pixels=verify_pixels, bad=bad)
@@ -190,10 +199,14 @@ def join_chexmask(
 def _record(entry, row, where, dice_column, min_dice, on_hw_swap, bad, source) -> Record | None:
     try:
         dice = float(row[dice_column])
-        height, width = int(float(row["Height"])), int(float(row["Width"]))
+        size = float(row["Height"]), float(row["Width"])
     except ValueError:
         raise DataError(where, f"{dice_column!r}, Height and Width must be numbers, got "
                                f"{row[dice_column]!r}, {row['Height']!r}, {row['Width']!r}") from None
+    if not all(math.isfinite(v) and v >= 1 and v == int(v) for v in size):  # 256.7 or inf: no image has that size
+        raise DataError(where, f"Height and Width must be whole numbers of pixels, got {row['Height']!r}, "
+                               f"{row['Width']!r}")
+    height, width = int(size[0]), int(size[1])
     if math.isnan(dice) or dice < min_dice:
         bad.note("low_mask_quality", where, f"{entry.image_id}: {dice_column} {dice} < {min_dice}")
         return None
@@ -258,6 +271,11 @@ def nih_manifest(nih_root: str | os.PathLike, *, data_entry_csv: str | os.PathLi
         if image_id not in files:
             if bad is not None:
                 bad.note("label_without_image", where, f"{image_id} not found under {nih_root}")
+            continue
+        if not row["Patient ID"]:  # one patient "" would join unrelated images in one split group
+            if bad is None:
+                raise DataError(where, f"empty Patient ID for {image_id}")
+            bad.bad(DataError(where, f"empty Patient ID for {image_id}"))
             continue
         findings = {f.strip() for f in row["Finding Labels"].split("|")}
         entries.append(ManifestEntry(where, image_id, files[image_id], row["Patient ID"],

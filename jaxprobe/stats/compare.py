@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
+import math
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -25,6 +27,8 @@ import numpy as np
 from jaxprobe import bootstrap as boot
 from jaxprobe import metrics as M
 from jaxprobe.delong import delong
+
+log = logging.getLogger("jaxprobe.stats")
 
 POINT_ESTIMATES = ("full_sample", "bootstrap_mean")
 # "paired": one count matrix for every model (the better test when all are scored on one test set);
@@ -66,6 +70,7 @@ class Comparison:
     n_cases: int
     replicates: np.ndarray      # [models, B] bootstrap values, NaN where undefined/dropped
     delong: dict | None = None
+    warnings: tuple[str, ...] = ()  # e.g. too few cases for percentile intervals to be trusted
 
     def pair(self, a: str, b: str) -> PairResult:
         for p in self.pairs:
@@ -84,7 +89,34 @@ class Comparison:
         }
         if self.delong is not None:
             out["delong"] = self.delong
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
         return out
+
+
+SMALL_CLASS = 10  # fewer cases of a class than this (ranking metrics) ...
+SMALL_SAMPLE = 20  # ... or fewer test cases than this (the others): percentile intervals are not to be trusted
+
+
+def bonferroni(p: float, family: int) -> float:
+    """min(1, family x p); an undefined p stays undefined (NaN), it is not 'not significant at 1.0'."""
+    return float("nan") if math.isnan(p) else min(1.0, family * p)
+
+
+def sample_warnings(kind: str, y, n: int) -> tuple[str, ...]:
+    """Warnings about a test set too small for bootstrap percentile intervals (they collapse, e.g. 1.000
+    (1.000-1.000) for AUROC from three cases)."""
+    if kind == "ranking":
+        counts = {"positive": int(np.sum(np.asarray(y) == 1)), "negative": int(np.sum(np.asarray(y) == 0))}
+        small = {k: v for k, v in counts.items() if v < SMALL_CLASS}
+        if small:
+            return (f"small test set: {', '.join(f'{v} {k}' for k, v in small.items())} case(s) (fewer than "
+                    f"{SMALL_CLASS}); the bootstrap intervals and p-values are unreliable",)
+        return ()
+    if n < SMALL_SAMPLE:
+        return (f"small test set: {n} cases (fewer than {SMALL_SAMPLE}); the bootstrap intervals and p-values are "
+                "unreliable",)
+    return ()
 
 
 def paired_p_value(differences: np.ndarray, observed: float) -> float:
@@ -250,6 +282,9 @@ def compare_metrics(
         "bonferroni_threshold": threshold if pairs else None,
     }
 
+    warning_list = sample_warnings(kind, y, n)
+    for text in warning_list:
+        log.warning(text)
     results = {}
     for info in infos:
         values = replicate_values[info.name]
@@ -273,7 +308,7 @@ def compare_metrics(
             pair_results.append(PairResult(
                 model_a=a, model_b=b,
                 difference=model_results[a].estimate - model_results[b].estimate,
-                ci_low=low, ci_high=high, p_value=p, p_adjusted=min(1.0, family * p),
+                ci_low=low, ci_high=high, p_value=p, p_adjusted=bonferroni(p, family),
                 significant=bool(p < threshold), n_valid=int(np.count_nonzero(~np.isnan(d)))))
         delong_out = None
         if info.name == "auroc" and with_delong:
@@ -281,10 +316,11 @@ def compare_metrics(
             delong_out = {
                 "models": {m: {"auroc": float(dl.auroc[i]), "ci_low": dl.ci(m)[0], "ci_high": dl.ci(m)[1],
                                "se": float(np.sqrt(dl.covariance[i, i]))} for i, m in enumerate(models)},
-                "pairs": [{"model_a": a, "model_b": b, **r, "p_adjusted": min(1.0, family * r["p_value"]),
+                "pairs": [{"model_a": a, "model_b": b, **r, "p_adjusted": bonferroni(r["p_value"], family),
                            "significant": bool(r["p_value"] < threshold)} for (a, b), r in dl.pairs().items()],
             }
-        results[info.name] = Comparison(info, model_results, pair_results, settings, n, values, delong_out)
+        results[info.name] = Comparison(info, model_results, pair_results, settings, n, values, delong_out,
+                                        warning_list)
     return results
 
 

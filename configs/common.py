@@ -138,6 +138,9 @@ def base(analysis: str, *, source: str, task: str, target: str, title: str, head
     # "paired": one resample set shared by every encoder (all are scored on one test set; more power);
     # "unpaired": independent resamples per encoder, what the paper's "two-sample bootstrapping test" did
     c.stats.test = "paired"
+    # Classification at an operating point chosen on the validation set: "youden" (max sensitivity + specificity
+    # - 1) or "sensitivity" (the highest threshold reaching operating_point.sensitivity on the validation set)
+    c.stats.operating_point = ConfigDict({"rule": "youden", "sensitivity": 0.9})
 
     c.report = ConfigDict({"overlays": 4})
 

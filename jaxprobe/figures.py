@@ -24,6 +24,16 @@ HEAD_HATCHES = ("", "//", "..", "xx")
 BASELINE_SCENARIO = "linear probe"
 
 
+def save(fig, path: pathlib.Path) -> pathlib.Path:
+    """The figure as PNG at ``path`` and as vector PDF beside it (same name, .pdf); returns the PNG's path."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    fig.savefig(path.with_suffix(".pdf"))
+    plt.close(fig)
+    return path
+
+
 def _colour(models: list[str], model: str) -> str:
     return MODEL_COLOURS[models.index(model) % len(MODEL_COLOURS)]
 
@@ -68,9 +78,7 @@ def figure_task_scenario(analysis: dict, all_models: list[str], path: pathlib.Pa
     fig.text(0.99, 0.01, f"{100 * analysis['settings']['ci_level']:g}% CI. {note}", ha="right", va="bottom",
              fontsize=7, color="0.3")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def relative_improvement(baseline: float, other: float, higher_is_better: bool) -> float:
@@ -119,9 +127,7 @@ def figure_heads(task: str, analyses: list[dict], all_models: list[str], path: p
              f"error bars: {100 * analyses[0]['settings']['ci_level']:g}% CI", ha="right", va="bottom", fontsize=7,
              color="0.3")
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def figure_pairwise(analysis: dict, path: pathlib.Path) -> pathlib.Path:
@@ -160,6 +166,4 @@ def figure_pairwise(analysis: dict, path: pathlib.Path) -> pathlib.Path:
     fig.suptitle(f"{analysis['task']} — {analysis['scenario']}: pairwise differences", fontsize=11)
     fig.text(0.99, 0.01, f"blue: row better. {note}", ha="right", va="bottom", fontsize=7, color="0.3")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    return save(fig, path)

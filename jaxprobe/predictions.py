@@ -7,6 +7,8 @@ A run's folder, per encoder (``encoder_dir``)::
     predictions/<encoder>/member<k>/predictions.csv    case_id, y_true, score (scalar heads; score = probability
                                                        for "bce", the predicted value for "mse")
     predictions/<encoder>/member<k>/logits.npy         the raw outputs behind ``score`` (scalar heads)
+    predictions/<encoder>/member<k>/validation.csv     case_id, y_true, score of the validation cases (classification:
+                                                       the operating point's threshold is chosen on them)
     predictions/<encoder>/summary.json                 configuration, each member's training record, test loss and
                                                        headline metric (a first look; the statistics are the reference)
     predictions/<encoder>/head.json                    the set-up that produced them (head, training, encoder, store)
@@ -65,6 +67,10 @@ def masks_file(workdir: str | pathlib.Path, encoder: str, member: int = 0) -> pa
 
 def logits_file(workdir: str | pathlib.Path, encoder: str, member: int = 0) -> pathlib.Path:
     return member_dir(workdir, encoder, member) / "logits.npy"
+
+
+def validation_file(workdir: str | pathlib.Path, encoder: str, member: int = 0) -> pathlib.Path:
+    return member_dir(workdir, encoder, member) / "validation.csv"
 
 
 def summary_file(workdir: str | pathlib.Path, encoder: str) -> pathlib.Path:
@@ -145,6 +151,25 @@ def write(workdir: str | pathlib.Path, encoder: str, result: "FitResult", test: 
     }
     _write_atomically(summary_file(workdir, encoder), json.dumps(summary, indent=1))
     return summary
+
+
+def write_validation(workdir: str | pathlib.Path, encoder: str, val: "TestPredictions") -> None:
+    """Each member's validation scores (probabilities), for choosing an operating point; before summary.json."""
+    for k in range(len(val.outputs)):
+        member_dir(workdir, encoder, k).mkdir(parents=True, exist_ok=True)
+        score = 1.0 / (1.0 + np.exp(-np.asarray(val.outputs[k], np.float64)))
+        _write_csv(validation_file(workdir, encoder, k), SCORE_COLUMNS, zip(val.case_ids, val.y_true, score))
+
+
+def load_validation(workdir: str | pathlib.Path, encoder: str, member: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(y_true, score) of a member's validation cases."""
+    path = validation_file(workdir, encoder, member)
+    if not path.is_file():
+        raise PredictionFileError(f"{path}: no validation scores (written by runs of jaxprobe >= the operating "
+                                  "points; re-run the analysis in a new work directory)")
+    rows = _read_csv(path, SCORE_COLUMNS, _finite)
+    values = np.array(list(rows.values()), np.float64).reshape(-1, 2)
+    return values[:, 0], values[:, 1]
 
 
 def write_head(workdir: str | pathlib.Path, encoder: str, setup: dict) -> None:

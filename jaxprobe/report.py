@@ -12,6 +12,8 @@ import re
 import sys
 from typing import Sequence
 
+from jaxprobe import curves as C
+from jaxprobe import exports as X
 from jaxprobe import figures as F
 from jaxprobe import results as R
 from jaxprobe import tables as T
@@ -51,16 +53,21 @@ def build_report(run_dirs: Sequence[str], out_dir) -> pathlib.Path:
                 f"{len(analyses)} analyses: " + "; ".join(f"{a['task']} ({a['scenario']})" for a in analyses) + ".",
                 "", "## Table 2", "", T.table2_markdown(analyses), "", "## Table S1", "", T.table_s1_markdown(analyses),
                 ""]
+    operating = T.operating_markdown(analyses)
+    if operating:
+        sections += ["## Classification at an operating point", "", operating, ""]
     cross_check = T.delong_markdown(analyses)
     if cross_check:
         sections += ["## AUROC: bootstrap vs DeLong", "", cross_check, ""]
     sections += ["## Figures", ""]
-    for a in analyses:
+    for d, a in zip(run_dirs, analyses):
         path = F.figure_task_scenario(a, all_models, figures_dir / f"{_slug(a['task'], a['scenario'])}.png")
         sections += [f"### {a['task']} — {a['scenario']}", "", f"![{a['task']} {a['scenario']}](figures/{path.name})", ""]
         if len(a["models"]) > 3:  # more pairs than brackets can show: the matrix of differences
             path = F.figure_pairwise(a, figures_dir / f"{_slug(a['task'], a['scenario'], 'pairwise')}.png")
             sections += [f"![{a['task']} {a['scenario']} pairwise](figures/{path.name})", ""]
+        for path in C.for_run(d, a, figures_dir, _slug(a["task"], a["scenario"])):
+            sections += [f"![{path.stem.replace('_', ' ')}](figures/{path.name})", ""]
     tasks = {}
     for a in analyses:
         tasks.setdefault(a["task"], []).append(a)
@@ -72,6 +79,7 @@ def build_report(run_dirs: Sequence[str], out_dir) -> pathlib.Path:
     report = out_dir / "report.md"
     report.write_text("\n".join(sections))
     T.write_pairwise_csv(out_dir / "pairwise.csv", analyses)
+    X.write_exports(out_dir, analyses)
     return report
 
 

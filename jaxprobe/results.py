@@ -48,7 +48,7 @@ import math
 import pathlib
 from typing import Mapping
 
-from . import tables
+from . import exports, tables
 from .encoders import registry
 from .errors import RunError
 
@@ -71,7 +71,7 @@ KIND_OF_METRIC = {"ranking": "classification", "mask": "segmentation", "regressi
 
 def analysis_dict(*, task: str, scenario: str, comparisons: Mapping[str, object], kind: str | None = None,
                   cases: dict | None = None, display_names: Mapping[str, str] | None = None,
-                  baselines: dict | None = None) -> dict:
+                  baselines: dict | None = None, extra: dict | None = None) -> dict:
     if not comparisons:
         raise ValueError("no comparisons to write")
     inferred = KIND_OF_METRIC[next(iter(comparisons.values())).metric.kind]
@@ -100,12 +100,15 @@ def analysis_dict(*, task: str, scenario: str, comparisons: Mapping[str, object]
         out["cases"] = cases
     if baselines:  # jaxprobe.baselines.gather: {baseline: {"description", "metrics": {metric: {model: value}}}}
         out["baselines"] = baselines
+    for key, value in (extra or {}).items():  # "operating_points", "seeds" (jaxprobe.run)
+        if value is not None:
+            out[key] = value
     return _json_safe(out)
 
 
 def write_analysis(run_dir, *, task: str, scenario: str, comparisons: Mapping[str, object], kind: str | None = None,
                    cases: dict | None = None, display_names: Mapping[str, str] | None = None,
-                   baselines: dict | None = None) -> dict[str, pathlib.Path]:
+                   baselines: dict | None = None, extra: dict | None = None) -> dict[str, pathlib.Path]:
     """Write results.json, table.md and pairwise.csv into ``run_dir``; return their paths.
 
     ``comparisons`` is what `jaxprobe.stats.compare_metrics` returns for one analysis (one task, one head);
@@ -114,11 +117,13 @@ def write_analysis(run_dir, *, task: str, scenario: str, comparisons: Mapping[st
     run_dir = pathlib.Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     analysis = analysis_dict(task=task, scenario=scenario, kind=kind, comparisons=comparisons, cases=cases,
-                             display_names=display_names, baselines=baselines)
+                             display_names=display_names, baselines=baselines, extra=extra)
     paths = {"results": run_dir / "results.json", "table": run_dir / "table.md", "pairwise": run_dir / "pairwise.csv"}
     paths["results"].write_text(json.dumps(analysis, indent=2) + "\n")
     tables.write_table_md(paths["table"], [analysis])
     tables.write_pairwise_csv(paths["pairwise"], [analysis])
+    # Table 2, Table S1 (and operating points) as CSV and LaTeX beside table.md
+    paths.update(exports.write_exports(run_dir, [analysis]))
     return paths
 
 

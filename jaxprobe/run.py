@@ -146,11 +146,62 @@ def statistics(config: ConfigDict, task: Task, workdir: Path, baselines: dict | 
         stratify=s.stratified if task.stratifiable else None, empty_mask_rule=s.empty_mask_rule,
         mask_threshold=s.mask_threshold, pr_auc=s.pr_auc, point_estimate=s.point_estimate, alpha=s.alpha,
         shared_truth=task.shared_truth, test=s.test)
-    return results.write_analysis(workdir, task=config.title, scenario=SCENARIOS[config.head.name],
+    extra = {"seeds": seed_spread(config, task, workdir, case_ids)}
+    if task.metric_kind == "ranking":
+        extra["operating_points"] = operating_points(config, workdir, preds, y_true)
+    return results.write_analysis(workdir, task=config.title, scenario=SCENARIOS[config.head.name], extra=extra,
                                   kind=task.result_kind, comparisons=comparisons,
                                   display_names={n: display_name(config, n) for n in config.encoders.names},
                                   cases={"n": len(case_ids), "source": "predictions/<encoder>/member0"},
                                   baselines=baselines)
+
+
+def operating_points(config: ConfigDict, workdir: Path, preds, y_true) -> dict:
+    """Each encoder's threshold chosen on its validation scores, then the test set's statistics at it."""
+    from . import predictions
+    from .stats.operating import choose_threshold
+    from .stats.operating import operating_points as at_thresholds
+
+    s, op = config.stats, config.stats.operating_point
+    thresholds = {}
+    for name in preds:
+        y_val, score_val = predictions.load_validation(workdir, name)
+        try:
+            thresholds[name] = choose_threshold(y_val, score_val, op.rule, op.sensitivity)
+        except ValueError as e:  # e.g. a validation set of one class: the rest of the analysis stands
+            log.warning(f"operating points skipped: {name}: {e}")
+            return {"skipped": f"{name}: {e}", "rule": op.rule}
+    return at_thresholds(y_true, preds, thresholds, n_resamples=s.n_resamples, seed=s.seed, ci_level=s.ci_level,
+                         stratified=bool(s.stratified), test=s.test, alpha=s.alpha, rule=op.rule,
+                         target_sensitivity=op.sensitivity)
+
+
+def seed_spread(config: ConfigDict, task: Task, workdir: Path, case_ids) -> dict | None:
+    """With K > 1 training seeds: each test metric of every member on the full test set, and their mean and sd
+    across members. The paired statistics use member 0 (the first seed); this is the spread beside them."""
+    from . import metrics, predictions
+
+    members = len(train_config(config).members())
+    if members < 2:
+        return None
+    out = {"members": members, "statistics_use": "member 0", "metrics": {}}
+    for k in range(members):
+        loaded = predictions.load_run(workdir, config.encoders.names, task.metric_kind, member=k,
+                                      shared_truth=task.shared_truth)
+        for name in config.stats.metrics:
+            info = metrics.resolve_metric(name, config.stats.pr_auc)
+            for model, prediction in loaded.predictions.items():
+                try:
+                    value = metrics.point_estimate(info.name, loaded.y_true, prediction,
+                                                   empty_mask_rule=config.stats.empty_mask_rule)
+                except ValueError:
+                    value = float("nan")
+                out["metrics"].setdefault(info.name, {}).setdefault(model, {"values": []})["values"].append(value)
+    for per_model in out["metrics"].values():
+        for entry in per_model.values():
+            v = np.asarray(entry["values"], np.float64)
+            entry["mean"], entry["sd"] = float(np.nanmean(v)), float(np.nanstd(v, ddof=1))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------- the run
@@ -232,6 +283,8 @@ def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
                   else contextlib.nullcontext()) as mask_sink:
                 test = predict(result, data, rows["test"], mask_threshold=config.stats.mask_threshold,
                                mask_sink=mask_sink)
+            if task.metric_kind == "ranking":  # the operating point's threshold is chosen on these
+                predictions.write_validation(workdir, name, predict(result, data, rows["val"]))
             predictions.write(workdir, name, result, test, empty_mask_rule=config.stats.empty_mask_rule)
     with timings.stage("statistics"):
         statistics(config, task, workdir, baselines.gather(trivial))

@@ -63,10 +63,14 @@ def table2_markdown(analyses, digits: int = 3) -> str:
         for key, metric in a["metrics"].items():
             cells = [a["task"], a["scenario"], metric["display"]]
             digits = digits_for([r["estimate"] for r in metric["models"].values()], digits)
+            spread = (a.get("seeds") or {}).get("metrics", {}).get(metric["name"], {})
             for m in models:
                 r = metric["models"].get(m)
+                seeds = (f"; seeds {_num(spread[m]['mean'], digits)} ± {_num(spread[m]['sd'], digits)}"
+                         if m in spread else "")
                 cells.append("" if r is None else
-                             f"{_num(r['estimate'], digits)} {format_interval(r['ci_low'], r['ci_high'], digits)}")
+                             f"{_num(r['estimate'], digits)} {format_interval(r['ci_low'], r['ci_high'], digits)}"
+                             + seeds)
             lines.append("| " + " | ".join(cells) + " |")
             for base in a.get("baselines", {}).values():  # trivial baselines, in italics, no CI
                 values = base["metrics"].get(key)
@@ -80,6 +84,11 @@ def table2_markdown(analyses, digits: int = 3) -> str:
     if any(a.get("baselines") for a in analyses):
         note += " Rows in italics: trivial baselines scored on the same test cases (no CI); a head has learnt " \
                 "something from the embeddings only where it beats them."
+    members = sorted({a["seeds"]["members"] for a in analyses if a.get("seeds")})
+    if members:
+        note += (f" With {'/'.join(map(str, members))} training seeds: the estimate, CI and tests are those of the "
+                 "first seed's head (member 0, paired across encoders); \"seeds m ± sd\" is the mean and standard "
+                 "deviation of the metric over all seeds' heads on the full test set.")
     warnings = sorted({f"{a['task']} ({a['scenario']}): {w}" for a in analyses for m in a["metrics"].values()
                        for w in m.get("warnings", ())})
     footer = "".join(f"\n\n**Warning.** {w}" for w in warnings)
@@ -163,8 +172,74 @@ def write_pairwise_csv(path, analyses) -> None:
             writer.writerow(row)
 
 
+def table2_rows(analyses):
+    """Table 2 as records (one per task, head, metric and model; baselines with kind "baseline")."""
+    for a in analyses:
+        for key, metric in a["metrics"].items():
+            spread = (a.get("seeds") or {}).get("metrics", {}).get(metric["name"], {})
+            for m, r in metric["models"].items():
+                yield {"task": a["task"], "scenario": a["scenario"], "metric": metric["name"],
+                       "metric_display": metric["display"], "model": m, "model_display": display_name(m, analyses),
+                       "kind": "head", "estimate": r["estimate"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+                       "seeds_mean": spread.get(m, {}).get("mean"), "seeds_sd": spread.get(m, {}).get("sd")}
+            for base in a.get("baselines", {}).values():
+                for m, value in base["metrics"].get(key, {}).items():
+                    yield {"task": a["task"], "scenario": f"baseline: {base['description']}", "metric": metric["name"],
+                           "metric_display": metric["display"], "model": m,
+                           "model_display": display_name(m, analyses), "kind": "baseline", "estimate": value,
+                           "ci_low": None, "ci_high": None, "seeds_mean": None, "seeds_sd": None}
+
+
+def operating_rows(analyses):
+    """The operating-point statistics as records (one per task, head, model and statistic)."""
+    for a in analyses:
+        op = a.get("operating_points")
+        if not op or "models" not in op:
+            continue
+        for m, entry in op["models"].items():
+            for stat in op["statistics"]:
+                r = entry[stat]
+                yield {"task": a["task"], "scenario": a["scenario"], "model": m,
+                       "model_display": display_name(m, analyses), "rule": op["rule"], "threshold": entry["threshold"],
+                       "statistic": stat, "estimate": r["estimate"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}
+
+
+OPERATING_DISPLAY = {"sensitivity": "Sens.", "specificity": "Spec.", "ppv": "PPV", "npv": "NPV", "f1": "F1",
+                     "balanced_accuracy": "Bal. acc.", "brier": "Brier"}
+
+
+def operating_markdown(analyses, digits: int = 3) -> str:
+    """Classification at the validation-chosen threshold: each statistic with its CI ("" without one)."""
+    blocks = []
+    for a in analyses:
+        op = a.get("operating_points")
+        if op and "skipped" in op:
+            blocks.append(f"**Operating point.** Not computed for {a['task']} ({a['scenario']}): {op['skipped']}.")
+            continue
+        if not op:
+            continue
+        stats = op["statistics"]
+        header = ["Task", "Head", "Model", "Threshold"] + [OPERATING_DISPLAY.get(s, s) for s in stats]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for m, entry in op["models"].items():
+            lines.append("| " + " | ".join([a["task"], a["scenario"], display_name(m, analyses),
+                                            _num(entry["threshold"], digits)]
+                                           + [f"{_num(entry[s]['estimate'], digits)} "
+                                              f"{format_interval(entry[s]['ci_low'], entry[s]['ci_high'], digits)}"
+                                              for s in stats]) + " |")
+        rule = ("Youden's J (max sensitivity + specificity − 1)" if op["rule"] == "youden" else
+                f"the highest threshold with validation sensitivity ≥ {op['target_sensitivity']}")
+        blocks.append(f"**Operating point.** Threshold per model chosen on the validation set by {rule}; a case "
+                      f"is positive when its score ≥ the threshold. Test-set statistics with "
+                      f"{100 * a['settings']['ci_level']:g}% percentile bootstrap CIs from the resamples of the "
+                      f"AUROC/AUPRC ({op['test']}); pairwise differences and p-values in results.json and "
+                      "operating_points.csv.\n\n" + "\n".join(lines))
+    return "\n\n".join(blocks)
+
+
 def write_table_md(path, analyses) -> None:
-    """table.md: Table 2, Table S1 and (with AUROC) the DeLong cross-check."""
-    parts = [table2_markdown(analyses), table_s1_markdown(analyses), delong_markdown(analyses)]
+    """table.md: Table 2, Table S1, the operating points and (with AUROC) the DeLong cross-check."""
+    parts = [table2_markdown(analyses), table_s1_markdown(analyses), operating_markdown(analyses),
+             delong_markdown(analyses)]
     with open(path, "w") as f:
         f.write("\n\n".join(p for p in parts if p) + "\n")

@@ -91,6 +91,13 @@ def _stats(config, task):
     for key, ok, expected in checks:
         if not ok:
             yield f"stats.{key}", f"{s[key]!r}: expected {expected}"
+    from .stats.operating import RULES
+
+    op = s.operating_point
+    if op.rule not in RULES:
+        yield "stats.operating_point.rule", f"{op.rule!r}: expected one of {list(RULES)}"
+    if not _number(op.sensitivity, 0, 1, low_open=True):
+        yield "stats.operating_point.sensitivity", f"{op.sensitivity!r}: expected a sensitivity in (0, 1]"
 
 
 def _train(config):

@@ -19,8 +19,8 @@ LAYERS = [
     ["jaxprobe.heads", "jaxprobe.train"],
     ["jaxprobe.predictions", "jaxprobe.baselines"],
     ["jaxprobe.bootstrap", "jaxprobe.delong", "jaxprobe.stats"],
-    ["jaxprobe.results", "jaxprobe.tables"],
-    ["jaxprobe.figures"],
+    ["jaxprobe.results", "jaxprobe.tables", "jaxprobe.exports"],
+    ["jaxprobe.figures", "jaxprobe.curves"],
     ["jaxprobe.report", "jaxprobe.overlays", "jaxprobe.stats.__main__"],
     ["jaxprobe.run", "jaxprobe.validate", "jaxprobe.embed.__main__"],
 ]

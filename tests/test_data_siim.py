@@ -181,3 +181,22 @@ def test_balanced_and_segmentation_sets(synthetic):
     assert [r.image_id for r in balanced] == [r.image_id for r in classification_set(records, seed=1)]
     assert [r.image_id for r in balanced] != [r.image_id for r in classification_set(records, seed=2)]
     assert all(r.label for r in segmentation_set(records)) and len(segmentation_set(records)) == 6
+
+
+def test_the_label_file_read_is_named_with_the_papers_counts(synthetic, tmp_path, caplog):
+    """A stage-2 CSV used to change the cohort silently (about 12,047 / 2,669 instead of 10,675 / 2,379)."""
+    import logging
+    import shutil
+
+    root = tmp_path / "siim"
+    shutil.copytree(synthetic.siim_root, root)
+    with caplog.at_level(logging.INFO, logger="jaxprobe.data"):
+        siim_records(root)
+    assert "train-rle.csv (stage 1)" in caplog.text and "10675 images (2379 positive)" in caplog.text
+    assert "stage-2" not in caplog.text
+    (root / "train-rle.csv").rename(root / "stage_2_train.csv")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="jaxprobe.data"):
+        siim_records(root)
+    assert "stage_2_train.csv (stage 2)" in caplog.text
+    assert any(r.levelno == logging.WARNING and "stage-2 labels" in r.getMessage() for r in caplog.records)

@@ -51,6 +51,23 @@ def _check_outputs(workdir: Path, analysis: str):
         assert (workdir / "predictions" / name / "summary.json").is_file()
     if "segmentation" in results["task"]:
         assert (workdir / "overlays.png").is_file()
+    # what researchers read next: curves, trivial baselines, exports
+    assert results["baselines"]
+    figures = workdir / "report" / "figures"
+    assert list(figures.glob("*_learning.png")) and list(figures.glob("*_learning.pdf"))
+    for name in ("rad_dino", "chexagent", "biomedclip"):
+        history = (workdir / "train" / name / "history.csv").read_text().splitlines()
+        assert history[0] == "epoch,member,seed,learning_rate,train_loss,val_loss,active,best" and len(history) >= 2
+    for name in ("table2.csv", "table2.tex", "table_s1.csv", "table_s1.tex"):
+        assert (workdir / name).is_file()
+    assert "\\toprule" in (workdir / "table2.tex").read_text()
+    if results["kind"] == "classification" and "skipped" in results["operating_points"]:  # tiny validation set
+        assert "one class" in results["operating_points"]["skipped"]
+        assert "**Operating point.** Not computed" in (workdir / "table.md").read_text()
+    elif results["kind"] == "classification":
+        assert set(results["operating_points"]["models"]) == {"rad_dino", "chexagent", "biomedclip"}
+        assert (workdir / "operating_points.csv").is_file() and "**Operating point.**" in (workdir / "table.md").read_text()
+        assert list(figures.glob("*_roc_pr.png")) and list(figures.glob("*_reliability.png"))
     assert "EMBEDDED DEFAULT" in (workdir / "run.log").read_text()
 
 

@@ -1,0 +1,71 @@
+"""Operating points against scikit-learn: the chosen threshold, each statistic at it, and intervals drawn from the
+very resamples the AUROC/AUPRC comparison uses."""
+import numpy as np
+import pytest
+from sklearn.metrics import (balanced_accuracy_score, brier_score_loss, f1_score, precision_score, recall_score,
+                             roc_auc_score, roc_curve)
+
+from jaxprobe import bootstrap as boot
+from jaxprobe.stats import compare
+from jaxprobe.stats.compare import percentile_interval
+from jaxprobe.stats.operating import choose_threshold, operating_points
+
+
+def _data(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.4).astype(int)
+    signal = y + rng.normal(0, 0.8, n)
+    a = 1 / (1 + np.exp(-signal))
+    b = 1 / (1 + np.exp(-(0.6 * signal + rng.normal(0, 0.5, n))))
+    return y, {"a": np.round(a, 2), "b": b}  # rounding: ties among the scores
+
+
+def test_youden_and_fixed_sensitivity_thresholds_match_roc_curve():
+    y, scores = _data(seed=1)
+    for s in scores.values():
+        fpr, tpr, thresholds = roc_curve(y, s, drop_intermediate=False)
+        assert choose_threshold(y, s) == pytest.approx(thresholds[np.argmax(tpr - fpr)])
+        for target in (0.5, 0.8, 0.95):
+            expected = thresholds[np.argmax(tpr >= target)]
+            assert choose_threshold(y, s, "sensitivity", target) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="one class"):
+        choose_threshold(np.ones(5), np.linspace(0, 1, 5))
+
+
+def test_statistics_at_the_threshold_are_scikit_learns():
+    y, scores = _data(seed=2)
+    thresholds = {"a": 0.55, "b": 0.4}
+    out = operating_points(y, scores, thresholds, n_resamples=200)
+    for m, s in scores.items():
+        called = (s >= thresholds[m]).astype(int)
+        got = {k: v["estimate"] for k, v in out["models"][m].items() if k != "threshold"}
+        assert got["sensitivity"] == pytest.approx(recall_score(y, called))
+        assert got["specificity"] == pytest.approx(recall_score(y, called, pos_label=0))
+        assert got["ppv"] == pytest.approx(precision_score(y, called))
+        assert got["npv"] == pytest.approx(precision_score(y, called, pos_label=0))
+        assert got["f1"] == pytest.approx(f1_score(y, called))
+        assert got["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, called))
+        assert got["brier"] == pytest.approx(brier_score_loss(y, s))
+    pair = out["pairs"][0]
+    assert pair["sensitivity"]["difference"] == pytest.approx(
+        out["models"]["a"]["sensitivity"]["estimate"] - out["models"]["b"]["sensitivity"]["estimate"])
+    assert 0 < pair["f1"]["p_value"] <= 1 and pair["f1"]["p_adjusted"] == pytest.approx(pair["f1"]["p_value"])
+
+
+def test_intervals_come_from_the_resamples_of_the_auroc_comparison():
+    """Expand each of the B count-matrix rows into a resampled test set; scikit-learn on those sets gives both
+    the AUROC replicates of compare() and the percentile interval of the sensitivity at the threshold."""
+    y, scores = _data(n=60, seed=3)
+    b, seed = 150, 7
+    counts = boot.resample_counts(boot.ResamplePlan(len(y), b, seed, strata=y))
+    auroc = compare("auroc", y, scores, n_resamples=b, seed=seed).replicates
+    threshold = 0.5
+    sens = []
+    for row in range(b):
+        take = np.repeat(np.arange(len(y)), counts[row])
+        assert auroc[0, row] == pytest.approx(roc_auc_score(y[take], scores["a"][take]))
+        sens.append(recall_score(y[take], (scores["a"][take] >= threshold).astype(int)))
+    out = operating_points(y, scores, {"a": threshold, "b": threshold}, n_resamples=b, seed=seed)
+    low, high = percentile_interval(np.array(sens), 0.95)
+    assert (out["models"]["a"]["sensitivity"]["ci_low"], out["models"]["a"]["sensitivity"]["ci_high"]) == \
+        pytest.approx((low, high))

@@ -143,6 +143,9 @@ def base(analysis: str, *, source: str, task: str, target: str, title: str, head
     c.stats.operating_point = ConfigDict({"rule": "youden", "sensitivity": 0.9})
 
     c.report = ConfigDict({"overlays": 4})
+    # TensorBoard event files of each head's training in train/<encoder>/tensorboard/ (needs the tensorboard
+    # extra: tensorboardX, no TensorFlow); history.csv is written either way
+    c.log = ConfigDict({"tensorboard": False})
 
     # Protocol "authors": each value here replaces the key of the same path unless set on the command line; these
     # are where f10409/Medical-Foundation-Model-Evaluation differs from the paper's text or from jaxprobe.

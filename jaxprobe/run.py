@@ -89,6 +89,33 @@ def train_config(config: ConfigDict):
         raise ConfigError(f"config.train: {e}") from None
 
 
+@contextlib.contextmanager
+def tensorboard_writer(config: ConfigDict, train_dir: Path, tcfg):
+    """``on_epoch_end`` for ``fit`` writing each member's losses as TensorBoard scalars (``log.tensorboard``),
+    or None."""
+    if not config.log.tensorboard:
+        yield None
+        return
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        raise ConfigError("log.tensorboard=true needs tensorboardX: pip install 'jaxprobe[tensorboard]'") from None
+    members = tcfg.members()
+    writer = SummaryWriter(logdir=str(train_dir / "tensorboard"))
+
+    def on_epoch_end(epoch: int, record: dict) -> None:
+        for k, (seed, lr) in enumerate(members):
+            tag = f"member{k}_seed{seed}_lr{lr:g}"
+            writer.add_scalars(f"loss/{tag}", {"train": record["train_loss"][k], "validation": record["val_loss"][k]},
+                               epoch)
+        writer.flush()
+
+    try:
+        yield on_epoch_end
+    finally:
+        writer.close()
+
+
 def head_factory(config: ConfigDict, spec):
     from .heads import make_head
 
@@ -276,8 +303,10 @@ def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
         with timings.stage(f"train:{name}"):
             data = probe_data(config, task, store)
             rows = {s: inputs.rows(s) for s in ("train", "val", "test")}
-            result = fit(make_head, data, rows["train"], rows["val"], tcfg, loss=task.loss,
-                         name=f"{config.analysis}/{name}/{config.head.name}", workdir=workdir / "train" / name)
+            with tensorboard_writer(config, workdir / "train" / name, tcfg) as on_epoch_end:
+                result = fit(make_head, data, rows["train"], rows["val"], tcfg, loss=task.loss,
+                             name=f"{config.analysis}/{name}/{config.head.name}", workdir=workdir / "train" / name,
+                             on_epoch_end=on_epoch_end)
         with timings.stage(f"predict:{name}"):
             with (predictions.MaskFiles(workdir, name, len(rows["test"])) if segmentation
                   else contextlib.nullcontext()) as mask_sink:

@@ -91,6 +91,8 @@ def _stats(config, task):
     for key, ok, expected in checks:
         if not ok:
             yield f"stats.{key}", f"{s[key]!r}: expected {expected}"
+    if not isinstance(config.log.tensorboard, bool):
+        yield "log.tensorboard", f"{config.log.tensorboard!r}: expected true or false"
     from .stats.operating import RULES
 
     op = s.operating_point

@@ -247,6 +247,29 @@ def test_summary_and_statistics_agree_on_the_settings(tmp_path, cache):
     assert areas["0.05"] > areas["0.5"]
 
 
+def test_tensorboard_event_files_on_request(tmp_path, cache):
+    assert _run("ctr_reg", tmp_path / "tb", cache, "--config.log.tensorboard=true") == 0
+    """The validation-loss scalars in the event files (TFRecord framing, tensorboardX's Event protos) are the
+    history.csv values."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    folder = tmp_path / "tb" / "train" / "biomedclip"
+    [events] = list((folder / "tensorboard").rglob("validation/events.out.tfevents.*"))
+    data, values = events.read_bytes(), {}
+    while data:
+        (length,) = struct.unpack("<Q", data[:8])
+        event = Event.FromString(data[12:12 + length])
+        data = data[12 + length + 4:]
+        for v in event.summary.value:
+            values[event.step] = v.simple_value
+    history = [line.split(",") for line in (folder / "history.csv").read_text().splitlines()[1:]]
+    assert len(values) == len(history) > 1
+    for row in history:
+        assert values[int(row[0])] == pytest.approx(float(row[5]), rel=1e-6)
+
+
 def test_the_identity_is_written_before_training(tmp_path, cache, monkeypatch):
     """head.json used to be written after summary.json, so a kill between them left finished predictions with
     no identity and the re-run refused them as "a different set-up"."""

@@ -261,6 +261,36 @@ def test_sparse_checkpoints_resume_by_replaying_and_history_csv_follows(tmp_path
         assert all(val[e] < val[:e].min() for e in best[1:])  # each "best" row set a new lowest loss
 
 
+def _damage(step_dir: pathlib.Path) -> None:
+    for f in step_dir.rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"\x00garbage")
+
+
+def test_a_damaged_checkpoint_falls_back_to_the_older_step(tmp_path):
+    """Raw Orbax/JSON errors used to stop the run; now the older step Orbax keeps is used, and when no step is
+    readable the error says which folder to delete."""
+    from jaxprobe.errors import CheckpointError
+
+    data = scalar_data("bce", n=96)
+    make = lambda rngs: LinearProbe(D, rngs=rngs)  # noqa: E731
+    config = TrainConfig(learning_rate=1e-2, max_epochs=4, patience=50)
+    whole = fit(make, data, *SPLIT[:2], config, loss="bce", workdir=tmp_path, progress=False)
+    steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps == [3, 4]
+    _damage(tmp_path / "checkpoints" / "4")
+    epochs_run = []
+    again = fit(make, data, *SPLIT[:2], config, loss="bce", workdir=tmp_path, progress=False,
+                on_epoch_end=lambda epoch, record: epochs_run.append(epoch))
+    assert epochs_run == [3]  # resumed from step 3 and replayed the last epoch
+    np.testing.assert_allclose(again.history["val_loss"], whole.history["val_loss"], rtol=1e-6)
+    for p in (tmp_path / "checkpoints").iterdir():
+        if p.name.isdigit():
+            _damage(p)
+    with pytest.raises(CheckpointError, match=r"no readable checkpoint.*delete .*checkpoints to train from the start"):
+        fit(make, data, *SPLIT[:2], config, loss="bce", workdir=tmp_path, progress=False)
+
+
 MULTI_DEVICE = textwrap.dedent("""
     import json, sys
     import jax, numpy as np

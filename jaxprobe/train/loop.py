@@ -196,8 +196,8 @@ def fit(make_head: Callable[[nnx.Rngs], nnx.Module], data: ProbeData, train_idx:
     }
     first_epoch = 0
     checkpoints = Checkpoints(workdir) if workdir is not None else None
-    if checkpoints is not None and (meta := checkpoints.resumable_meta(name, signature)) is not None:
-        state = checkpoints.restore(state)
+    if checkpoints is not None and checkpoints.resumable_meta(name, signature) is not None:
+        state, meta = checkpoints.restore(state)  # the newest readable step (arrays and bookkeeping together)
         stopping = early_stopping.StoppingState.from_dict(meta["track"])
         history, first_epoch = meta["history"], meta["epochs_done"]
     curves = HistoryFile(workdir, members, history) if workdir is not None else None

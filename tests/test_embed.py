@@ -143,3 +143,37 @@ def test_mask_rows_unpacks_only_the_rows_asked_for(tmp_path):
     assert rows.shape == (20, W.SIZE, W.SIZE) and len(rows) == 20
     load = W.make_load_fn()
     np.testing.assert_array_equal(rows[np.array([3, 11])], np.stack([load(3)["mask"], load(11)["mask"]]))
+
+
+def test_a_full_disk_is_a_clear_error_and_the_store_resumes(tmp_path, monkeypatch):
+    """Disk full used to end in SIGBUS (exit 135) from a write through a memory map. ENOSPC is injected at the
+    third write call; the error names the file and the space; after space is freed the run resumes to the
+    same store as an uninterrupted one."""
+    import errno
+
+    whole = _arrays(W.run(tmp_path / "whole", 40))
+    real, calls = os.pwrite, []
+
+    def full_disk(fd, data, offset):
+        calls.append(offset)
+        if len(calls) >= 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", full_disk)
+    with pytest.raises(StoreError, match=r"\.npy: the disk is full .*MiB of the store are still to be written.*run again"):
+        W.run(tmp_path / "full", 40)
+    monkeypatch.setattr(os, "pwrite", real)
+    resumed = W.run(tmp_path / "full", 40)
+    for a, b in zip(_arrays(resumed), whole):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_too_little_free_space_is_refused_before_extraction(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(StoreError, match=r"the store needs .* MiB and 0 MiB are free"):
+        W.run(tmp_path, 40)

@@ -17,9 +17,11 @@ not grow with N, and a killed extraction resumes from the first chunk without a 
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -40,6 +42,10 @@ def store_key(identity: dict[str, Any], ids: Sequence[str], extra: dict[str, Any
     for i in ids:
         h.update(str(i).encode() + b"\n")
     return h.hexdigest()[:20]
+
+
+def _free(path: Path) -> int:
+    return shutil.disk_usage(path).free
 
 
 def _npy_header_len(path: Path) -> tuple[int, tuple[int, ...], np.dtype]:
@@ -74,6 +80,10 @@ class Store:
         if mask_size:
             shapes["masks"] = [n, (mask_size * mask_size + 7) // 8]
             dtypes["masks"] = "uint8"
+        needed = sum(int(np.prod(shape)) * np.dtype(dtypes[name]).itemsize for name, shape in shapes.items())
+        if needed > _free(path):  # the arrays are sparse files: they take their space as chunks are written
+            raise StoreError(f"{path}: the store needs {needed / 2**20:.0f} MiB and {_free(path) / 2**20:.0f} MiB "
+                             "are free; free space or point cache_dir elsewhere")
         for name, shape in shapes.items():
             np.lib.format.open_memmap(path / f"{name}.npy", mode="w+", dtype=dtypes[name], shape=tuple(shape)).flush()
         (path / IDS).write_text("".join(f"{i}\n" for i in ids))
@@ -148,7 +158,9 @@ class Store:
         return [c for c in range(self.meta["n_chunks"]) if not self.chunk_done(c)]
 
     def write_rows(self, start: int, arrays: dict[str, np.ndarray]) -> None:
-        """Write rows [start, start+len) of each array through a memory map of just that region."""
+        """Write rows [start, start+len) of each array with positioned writes (not a memory map: on a full disk a
+        write through a map of a sparse file kills the process with SIGBUS, a write call raises ENOSPC), then
+        flush them to disk before the chunk's marker is written."""
         for name, values in arrays.items():
             f = self.path / f"{name}.npy"
             header, shape, dtype = _npy_header_len(f)
@@ -156,10 +168,30 @@ class Store:
             values = np.ascontiguousarray(values, dtype=dtype)
             if values.shape[1:] != tuple(shape[1:]) or start + len(values) > shape[0]:
                 raise StoreError(f"{f}: cannot write {values.shape} at row {start} into {shape}")
-            mm = np.memmap(f, mode="r+", dtype=dtype, offset=header + start * row, shape=values.shape)
-            mm[...] = values
-            mm.flush()
-            del mm
+            data, offset = memoryview(values).cast("B"), header + start * row
+            try:
+                fd = os.open(f, os.O_WRONLY)
+                try:
+                    while data:
+                        written = os.pwrite(fd, data, offset)
+                        data, offset = data[written:], offset + written
+                    os.fdatasync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise StoreError(f"{f}: the disk is full ({e.strerror}) writing rows {start}..{start + len(values)}"
+                                     f"; {self.missing_bytes() / 2**20:.0f} MiB of the store are still to be "
+                                     f"written and {_free(self.path) / 2**20:.0f} MiB are free. Free space (or "
+                                     "move cache_dir) and run again: finished chunks are kept") from None
+                raise StoreError(f"{f}: cannot write rows {start}..{start + len(values)}: {e.strerror or e}") from None
+
+    def missing_bytes(self) -> int:
+        """Bytes of the chunks not yet written (the space a resumed extraction still needs, at most)."""
+        pending = self.pending_chunks()
+        per_row = sum(int(np.prod(shape[1:])) * np.dtype(self.meta["dtypes"][name]).itemsize
+                      for name, shape in self.meta["shapes"].items())
+        return sum(self.chunk_rows(c)[1] - self.chunk_rows(c)[0] for c in pending) * per_row
 
     def mark_done(self, c: int) -> None:
         self._marker(c).write_text("")

@@ -200,3 +200,26 @@ def test_the_label_file_read_is_named_with_the_papers_counts(synthetic, tmp_path
         siim_records(root)
     assert "stage_2_train.csv (stage 2)" in caplog.text
     assert any(r.levelno == logging.WARNING and "stage-2 labels" in r.getMessage() for r in caplog.records)
+
+
+def test_a_truncated_compressed_dicom_is_named_before_extraction(synthetic, tmp_path):
+    """A truncated JPEG DICOM used to pass the header check and fail at embedding time with "has no PixelData
+    element", even with on_error=skip."""
+    import shutil
+
+    from jaxprobe.data.images import read_dicom_header
+
+    root = tmp_path / "siim"
+    shutil.copytree(synthetic.siim_root, root)
+    records = siim_records(root)
+    victim = next(r for r in records
+                  if pydicom.dcmread(r.path, stop_before_pixels=True).file_meta.TransferSyntaxUID.is_compressed)
+    data = open(victim.path, "rb").read()
+    open(victim.path, "wb").write(data[:len(data) * 2 // 3])
+    with pytest.raises(DataError, match="truncated"):
+        read_dicom_header(victim.path)
+    with pytest.raises(DataError, match=victim.image_id):
+        siim_records(root)
+    kept = siim_records(root, on_error="skip", skipped_file=tmp_path / "skipped.csv", verify_pixels=True)
+    assert victim.image_id not in {r.image_id for r in kept} and len(kept) == len(records) - 1
+    assert victim.image_id in (tmp_path / "skipped.csv").read_text()

@@ -180,6 +180,7 @@ def _read_dicom(path: str, *, voi: int | None, prefer_voi_lut: bool, plugin: str
     except (pydicom.errors.InvalidDicomError, EOFError, OSError, ValueError, KeyError, struct.error) as e:
         raise DataError(path, f"not a readable DICOM file: {e}") from None
     if "PixelData" not in ds:
+        read_dicom_header(path)  # names a truncated file as such
         raise DataError(path, "DICOM has no PixelData element (float or missing pixel data is not supported)")
     for tag in ("BitsStored", "Rows", "Columns", "PhotometricInterpretation"):
         if tag not in ds:
@@ -239,6 +240,20 @@ def image_shape(path: str | os.PathLike) -> tuple[int, int]:
         raise DataError(path, f"cannot read image size: {e}") from None
 
 
+_SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"  # (FFFE,E0DD), length 0, little endian
+
+
+def _has_sequence_delimiter(path: str, value_start: int) -> bool:
+    """Whether encapsulated pixel data ends with its sequence delimiter (a truncated file lost it)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        f.seek(max(value_start, size - 65536))
+        if _SEQUENCE_DELIMITER in f.read():
+            return True
+        f.seek(value_start)
+        return _SEQUENCE_DELIMITER in f.read()
+
+
 def read_dicom_header(path: str | os.PathLike) -> pydicom.Dataset:
     """The DICOM header without decoding pixels, after checking that pixel data is present and complete.
 
@@ -268,6 +283,8 @@ def read_dicom_header(path: str | os.PathLike) -> pydicom.Dataset:
         value_start = tag_start + 12
     else:
         raise DataError(path, "DICOM ends inside the Pixel Data element header (truncated file)")
+    if length == 0xFFFFFFFF and not _has_sequence_delimiter(path, value_start):
+        raise DataError(path, "encapsulated (compressed) Pixel Data has no sequence delimiter: the file is truncated")
     if length != 0xFFFFFFFF:  # native pixel data: declared length must be in the file and big enough
         if value_start + length > os.path.getsize(path):
             raise DataError(path, f"Pixel Data declares {length} bytes but the file ends before them (truncated file)")

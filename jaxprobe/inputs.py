@@ -15,6 +15,7 @@ from ml_collections import ConfigDict
 
 from . import config as config_lib
 from .errors import RunError
+from .locking import exclusive
 from .tasks import Task
 
 log = logging.getLogger("jaxprobe.run")
@@ -35,10 +36,12 @@ def synthetic_paths(config: ConfigDict):
     s = config.data.synthetic
     root = config_lib.cache_dir(config) / "synthetic" / synthetic_key(config)
     done = root / "COMPLETE"
-    if not done.exists():
-        log.info(f"generating the synthetic phantom set ({s.n} SIIM-style DICOMs + {s.n} cardiomegaly PNGs) in {root}")
-        paths = make_synthetic(root, n=s.n, seed=s.seed, size=s.size, positive_fraction=s.positive_fraction)
-        done.write_text(json.dumps(dataclasses.asdict(paths)))
+    with exclusive(root.with_name(root.name + ".lock"), "generating the phantom set"):
+        if not done.exists():
+            log.info(f"generating the synthetic phantom set ({s.n} SIIM-style DICOMs + {s.n} cardiomegaly PNGs) in "
+                     f"{root}")
+            paths = make_synthetic(root, n=s.n, seed=s.seed, size=s.size, positive_fraction=s.positive_fraction)
+            done.write_text(json.dumps(dataclasses.asdict(paths)))
     return SyntheticPaths(**json.loads(done.read_text()))
 
 
@@ -76,9 +79,10 @@ def cohort_csv(config: ConfigDict) -> Path:
     s = config.data.synthetic
     root = config_lib.cache_dir(config) / "synthetic" / synthetic_key(config, "csv-")
     done = root / "COMPLETE"
-    if not done.exists():
-        log.info(f"writing the synthetic phantom cohort ({s.n} PNGs + heart masks + cohort.csv) in {root}")
-        done.write_text(write_phantom_cohort(root, n=s.n, seed=s.seed, size=s.size))
+    with exclusive(root.with_name(root.name + ".lock"), "writing the phantom cohort"):
+        if not done.exists():
+            log.info(f"writing the synthetic phantom cohort ({s.n} PNGs + heart masks + cohort.csv) in {root}")
+            done.write_text(write_phantom_cohort(root, n=s.n, seed=s.seed, size=s.size))
     return Path(done.read_text())
 
 

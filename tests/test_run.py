@@ -285,3 +285,25 @@ def test_the_identity_is_written_before_training(tmp_path, cache, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         _run("ptx_cls", tmp_path / "k", cache)
     assert seen == [True]
+
+
+def test_two_runs_at_once_on_one_cache(tmp_path):
+    """Two prepared-dataset runs started together on an empty cache used to die (OSError: Directory not empty,
+    or a missing decoded-cache file). With the locks one prepares, generates and extracts while the other
+    waits, then reuses; both finish with the same results."""
+    import os
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    args = [f"--config.cache_dir={cache}", *SMALL, "--config.data.prepared=true"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    procs = [subprocess.Popen([sys.executable, "-m", "jaxprobe.run", "--config", str(CONFIGS / "ptx_cls.py"),
+                               "--workdir", str(tmp_path / f"w{i}"), *args], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, cwd=Path(__file__).resolve().parents[1])
+             for i in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert "waiting for another process" in "".join(outputs)
+    a, b = (json.loads((tmp_path / f"w{i}" / "results.json").read_text())["metrics"] for i in range(2))
+    assert a == b

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ..locking import exclusive
 from .store import META, Store, StoreError, store_key
 
 LoadFn = Callable[[int], dict[str, np.ndarray]]  # row -> {"pixels": [S,S,3] float32, optionally "mask": bool [S,S]}
@@ -60,6 +61,18 @@ def extract(encoder, ids: Sequence[str], load_fn: LoadFn, root: str | Path, *, n
     """Embed every row into the store under ``root`` (resuming a partial one) and return it."""
     chunk_size = chunk_size or batch_size * 8
     path = store_path(root, name, encoder, ids, extra)
+    if jax.process_count() == 1:  # independent runs on one cache: one extracts, the others wait and reuse
+        with exclusive(path.with_name(path.name + ".lock"), f"extracting {path.name}"):
+            return _extract(path, encoder, ids, load_fn, name=name, batch_size=batch_size, chunk_size=chunk_size,
+                            workers=workers, prefetch=prefetch, mask_size=mask_size, targets=targets, extra=extra,
+                            progress=progress, wait_timeout=wait_timeout, log=log)
+    return _extract(path, encoder, ids, load_fn, name=name, batch_size=batch_size, chunk_size=chunk_size,
+                    workers=workers, prefetch=prefetch, mask_size=mask_size, targets=targets, extra=extra,
+                    progress=progress, wait_timeout=wait_timeout, log=log)
+
+
+def _extract(path, encoder, ids, load_fn, *, name, batch_size, chunk_size, workers, prefetch, mask_size, targets,
+             extra, progress, wait_timeout, log) -> Store:
     store = open_or_create(path, encoder, ids, chunk_size=chunk_size, mask_size=mask_size, targets=targets,
                            extra=extra)
     if store.complete:

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 
 import tensorflow_datasets as tfds
+
+from ...locking import exclusive
 
 from .base import PreparedBuilder, PreparedConfig
 from .cardiomegaly import CxrCardiomegaly
@@ -68,6 +71,10 @@ def prepare(dataset: str, *, config: str | PreparedConfig | dict = "default",
     (``builder.data_path``) to prepare it again from changed files.
     """
     builder = get_builder(dataset, config=config, data_dir=data_dir, **builder_options)
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=None if manual_dir is None else os.fspath(manual_dir), try_download_gcs=False))
+    # one preparation at a time per dataset variant; a process that waited finds it prepared
+    with exclusive(Path(builder.data_path).parent / ".prepare.lock", f"preparing {builder.name}"):
+        if not (Path(builder.data_path) / "dataset_info.json").exists():
+            builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+                manual_dir=None if manual_dir is None else os.fspath(manual_dir), try_download_gcs=False))
+        builder = get_builder(dataset, config=config, data_dir=data_dir, **builder_options)
     return builder

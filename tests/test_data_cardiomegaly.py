@@ -224,3 +224,26 @@ def test_empty_nih_patient_id_is_a_bad_row(tmp_path):
         nih_cardiomegaly_records(root, tmp_path / "cm.csv")
     records = nih_cardiomegaly_records(root, tmp_path / "cm.csv", on_error="skip", skipped_file=tmp_path / "s.csv")
     assert [r.image_id for r in records] == ["a.png"]
+
+
+def test_ctr_from_the_runs_equals_the_ctr_of_the_drawn_masks():
+    """The join reads each structure's first and last column from the RLE runs (no 1024 x 1024 mask drawn);
+    on random shapes, including runs that wrap onto the next row, it gives the masks' CTR exactly."""
+    from jaxprobe.data import rle
+    from jaxprobe.data.ctr import ctr_from_columns
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        h, w = rng.integers(5, 40, size=2)
+        masks = [rng.random((h, w)) < rng.uniform(0.01, 0.6) for _ in range(3)]
+        masks[0][rng.integers(h), rng.integers(w)] = True  # the heart is never empty
+        if rng.random() < 0.3:
+            masks[1][:] = False  # an empty lung
+        texts = [rle.encode_chexmask(m) for m in masks]
+        spans = [rle.chexmask_columns(t, h, w) for t in texts]
+        for m, span in zip(masks, spans):
+            cols = np.flatnonzero(m.any(axis=0))
+            assert span == ((int(cols[0]), int(cols[-1])) if cols.size else None)
+        assert ctr_from_columns(*spans) == pytest.approx(ctr(*masks))
+    with pytest.raises(rle.RLEError, match="past the end"):
+        rle.chexmask_columns("10 100", 3, 3)

@@ -196,11 +196,16 @@ def test_bad_image_is_skipped_and_listed_or_stops_the_run_which_resumes(tmp_path
 
     skipped = _prepare("siim_acr_pneumothorax", "default", tmp_path / "skip", manual_dir=root, on_error="skip")
     rows = list(csv.DictReader(open(skipped.data_path / prepared.LEFT_OUT_FILE)))
-    assert [(r["kind"], r["item"]) for r in rows] == [("skipped", bad.path)] and "PixelData" in rows[0]["reason"]
+    assert [(r["kind"], r["item"]) for r in rows] == [("skipped", bad.path)] and "truncated" in rows[0]["reason"]
     ids = [r.image_id for rows_ in prepared.example_index(skipped).values() for r in rows_]
     assert sorted(ids) == sorted(r.image_id for r in records if r is not bad)
     assert skipped.info.metadata["left_out"] == 1
 
+    # a file whose header is whole but whose JPEG stream is garbage passes the scan and fails in decoding
+    data = bytearray(original)
+    soi = data.find(b"\xff\xd8\xff")
+    data[soi + 2:len(data) - 16] = bytes(len(data) - 16 - soi - 2)
+    Path(bad.path).write_bytes(bytes(data))
     with pytest.raises(DataError, match=bad.image_id):
         _prepare("siim_acr_pneumothorax", "default", tmp_path / "raise", manual_dir=root)
     cache = tmp_path / "raise" / "downloads" / "jaxprobe_decoded"

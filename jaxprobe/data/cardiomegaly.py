@@ -18,11 +18,11 @@ import os
 from typing import Iterable, Literal, NamedTuple
 
 from . import rle
-from .ctr import ctr as cardiothoracic_ratio
+from .ctr import ctr_from_columns
 from .errors import BadItems, DataError, OnError
 from .images import image_shape, read_image
 from .records import Record
-from .tables import header, read_rows
+from .tables import Every, header, read_rows
 
 log = logging.getLogger("jaxprobe.data")
 
@@ -165,7 +165,11 @@ def join_chexmask(
     id_column = chexmask_id or chexmask_id_column(chexmask_csv)
     required = [id_column, dice_column, "Height", "Width"] + [column for _, column in STRUCTURES]
     rows: dict[str, tuple[int, dict[str, str]]] = {}
+    progress = Every(10.0)
     for line, row in read_rows(chexmask_csv, required):
+        if progress():
+            log.info("%s: %d rows read, %d of %d images matched so far", chexmask_csv, line - 1, len(rows),
+                     len(wanted))
         image_id = row[id_column]
         if image_id not in wanted:
             continue
@@ -175,7 +179,9 @@ def join_chexmask(
         rows[image_id] = (line, row)
 
     records = []
-    for image_id in sorted(wanted):
+    for done, image_id in enumerate(sorted(wanted)):
+        if progress():
+            log.info("%s: %d of %d images joined", chexmask_csv, done, len(wanted))
         entry = wanted[image_id]
         if image_id not in rows:
             bad.note("no_masks", entry.where, f"{image_id} has no row in {chexmask_csv}")
@@ -221,13 +227,13 @@ def _record(entry, row, where, dice_column, min_dice, on_hw_swap, bad, source) -
         bad.note("height_width_swapped", where,
                  f"CheXmask Height x Width {height}x{width} is {entry.path} transposed; decoded as {image_hw[0]}x{image_hw[1]}")
         height, width = image_hw
-    masks = {}
+    spans = {}  # the CTR needs each structure's first and last column only, read from the runs
     for name, column in STRUCTURES:
         try:
-            masks[name] = rle.decode_chexmask(row[column], height, width)
+            spans[name] = rle.chexmask_columns(row[column], height, width)
         except rle.RLEError as e:
             raise DataError(where, f"{column} of {entry.image_id}: {e}") from None
-    if not masks["heart"].any():
+    if spans["heart"] is None:
         raise DataError(where, f"{entry.image_id}: empty Heart mask, CTR undefined")
     return Record(
         source=source,
@@ -239,7 +245,7 @@ def _record(entry, row, where, dice_column, min_dice, on_hw_swap, bad, source) -
         width=width,
         rle_format="chexmask",
         masks=tuple((name, (row[column],)) for name, column in STRUCTURES),
-        ctr=cardiothoracic_ratio(masks["heart"], masks["left_lung"], masks["right_lung"]),
+        ctr=ctr_from_columns(*(spans[name] for name, _ in STRUCTURES)),
     )
 
 

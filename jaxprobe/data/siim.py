@@ -20,7 +20,7 @@ from .errors import BadItems, DataError, OnError
 from .images import read_dicom_header, read_image
 from .records import Record
 from .splits import balanced
-from .tables import read_rows
+from .tables import Every, read_rows
 
 log = logging.getLogger("jaxprobe.data")
 
@@ -86,7 +86,10 @@ def siim_records(
     dicoms = find_dicoms(root, bad)
 
     records = []
-    for image_id in sorted(labels):
+    progress = Every(10.0)
+    for done, image_id in enumerate(sorted(labels)):
+        if progress():
+            log.info("%s: %d of %d labelled images checked", SOURCE, done, len(labels))
         if image_id not in dicoms:
             bad.note("label_without_image", image_id, f"{csv_path} labels it but no {image_id}.dcm is under {root}")
             continue

@@ -9,6 +9,7 @@ import csv
 import gzip
 import os
 import sys
+import time
 from typing import Iterator, Sequence
 
 from .errors import DataError
@@ -44,6 +45,21 @@ def read_rows(path: str | os.PathLike, required: Sequence[str]) -> Iterator[tupl
             if len(cells) != len(header):
                 raise DataError(f"{path}:{line}", f"{len(cells)} cells; the header has {len(header)} columns")
             yield line, {h: c.strip() for h, c in zip(header, cells)}
+
+
+class Every:
+    """``Every(10.0)()`` is true at most once per 10 seconds (the first call included after 10 s): for progress
+    lines in loops over files and rows that can take minutes."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.last = seconds, time.monotonic()
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now - self.last >= self.seconds:
+            self.last = now
+            return True
+        return False
 
 
 def header(path: str | os.PathLike) -> list[str]:

@@ -11,7 +11,9 @@ with stock TFDS alone: ``tfds.builder_from_directory(folder).as_data_source()``.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -71,8 +73,15 @@ def prepare(dataset: str, *, config: str | PreparedConfig | dict = "default",
     (``builder.data_path``) to prepare it again from changed files.
     """
     builder = get_builder(dataset, config=config, data_dir=data_dir, **builder_options)
-    # one preparation at a time per dataset variant; a process that waited finds it prepared
-    with exclusive(Path(builder.data_path).parent / ".prepare.lock", f"preparing {builder.name}"):
+    # one preparation at a time per dataset variant; a process that waited finds it prepared. Not in a spawned
+    # child: there a call is a script without a __main__ guard re-run by a decoding worker, which must fail (and
+    # be reported by the parent) rather than wait for the parent's lock forever.
+    # (while a spawned child re-imports the main module, parent_process() is not set yet; _inheriting is)
+    in_child = (multiprocessing.parent_process() is not None
+                or getattr(multiprocessing.current_process(), "_inheriting", False))
+    lock = (contextlib.nullcontext() if in_child else
+            exclusive(Path(builder.data_path).parent / ".prepare.lock", f"preparing {builder.name}"))
+    with lock:
         if not (Path(builder.data_path) / "dataset_info.json").exists():
             builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
                 manual_dir=None if manual_dir is None else os.fspath(manual_dir), try_download_gcs=False))

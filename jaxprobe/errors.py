@@ -54,6 +54,20 @@ class RunError(JaxprobeError, RuntimeError):
     """A run whose work directory, cache or inputs contradict each other; the message says what to change."""
 
 
+def read_json(path, error: type[JaxprobeError], hint: str = ""):
+    """The JSON in ``path``; a missing or damaged file is ``error`` naming the file (and what to do, ``hint``)."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{path}: not found{'; ' + hint if hint else ''}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise error(f"{path}: unreadable ({type(e).__name__}: {e}){'; ' + hint if hint else ''}") from None
+
+
 def guarded(main: Callable[[], int | None]) -> int:
     """Run a command body; anything a user can cause ends in ``error: ...`` on stderr and exit status 2."""
     try:

@@ -14,7 +14,7 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from . import config as config_lib
-from .errors import RunError
+from .errors import RunError, read_json
 from .locking import exclusive
 from .tasks import Task
 
@@ -42,7 +42,7 @@ def synthetic_paths(config: ConfigDict):
                      f"{root}")
             paths = make_synthetic(root, n=s.n, seed=s.seed, size=s.size, positive_fraction=s.positive_fraction)
             done.write_text(json.dumps(dataclasses.asdict(paths)))
-    return SyntheticPaths(**json.loads(done.read_text()))
+    return SyntheticPaths(**read_json(done, RunError, f"remove {root} to generate the phantoms again"))
 
 
 # The targets each data source offers, by kind (jaxprobe.tasks.Task.target_kind).

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from jaxprobe import metrics as M
-from jaxprobe.errors import PredictionFileError
+from jaxprobe.errors import PredictionFileError, read_json
 
 if TYPE_CHECKING:  # the readers serve the statistics command, which should not have to load JAX
     from jaxprobe.train import FitResult, TestPredictions
@@ -414,4 +414,4 @@ def read_head(workdir: str | pathlib.Path, encoder: str) -> dict:
     path = head_file(workdir, encoder)
     if not path.is_file():
         raise PredictionFileError(f"{path}: not found; the predictions beside it were not written by a run")
-    return json.loads(path.read_text())
+    return read_json(path, PredictionFileError)

@@ -23,7 +23,7 @@ from ml_collections import ConfigDict
 
 from . import cli, tasks
 from . import config as config_lib
-from .errors import ConfigError, RunError
+from .errors import ConfigError, RunError, read_json
 from .embed.analysis import display_name, store_for
 from .inputs import check_target, load_inputs
 from .validate import validate
@@ -58,7 +58,7 @@ def run_logging(workdir: Path):
 class Timings:
     def __init__(self, path: Path):
         self.path = path
-        self.values = json.loads(path.read_text()) if path.exists() else {}
+        self.values = read_json(path, RunError, "delete it") if path.exists() else {}
 
     @contextlib.contextmanager
     def stage(self, name: str):
@@ -139,7 +139,7 @@ def cases_digest(inputs) -> str:
 
 def check_same_setup(path: Path, setup: dict) -> None:
     """Finished predictions are reused only for the same head, training settings, encoder and store."""
-    previous = json.loads(path.read_text()) if path.exists() else {}
+    previous = read_json(path, RunError, f"remove {path.parent} to predict again") if path.exists() else {}
     differ = sorted(k for k in setup.keys() | previous.keys() if setup.get(k) != previous.get(k))
     if differ:
         raise RunError(f"{path.parent} holds predictions of a different set-up (differs in {differ}); use another "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from ..errors import ConfigError, guarded
@@ -67,6 +68,8 @@ def _main(argv) -> int:
         raise ConfigError("--min-dice applies to cxr_cardiomegaly only")
     if not args.synthetic and args.manual_dir is None:
         raise ConfigError(f"--manual-dir is required (or --synthetic); put there:{cls.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    if not args.synthetic and not os.path.isdir(args.manual_dir):
+        raise ConfigError(f"--manual-dir {args.manual_dir} is not a folder; put there:{cls.MANUAL_DOWNLOAD_INSTRUCTIONS}")
     builder = prepared.prepare(args.dataset, config=config_options(args), data_dir=args.data_dir,
                                manual_dir=args.manual_dir, workers=args.workers, on_error=args.on_error,
                                keep_decoded=args.keep_decoded)

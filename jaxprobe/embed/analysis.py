@@ -10,7 +10,7 @@ from pathlib import Path
 from ml_collections import ConfigDict
 
 from .. import config as config_lib
-from ..errors import RunError
+from ..errors import ConversionError, RunError, read_json
 from ..inputs import Inputs
 from ..tasks import Task
 from .extract import extract
@@ -88,7 +88,7 @@ def convert_cached(config: ConfigDict, name: str, src: Path) -> Path:
             shutil.rmtree(out)  # an interrupted conversion: start again
         log.info(f"converting {src} ({name}) into {out}")
         convert(name, src, out, log=log.info)
-    report = json.loads(parity.read_text())
+    report = read_json(parity, ConversionError, f"remove {out} to convert again")
     log.info(f"parity of {name}: worst relative error {report['worst_rel']:.2e} "
              f"(tolerance {report['tolerance_rel']:.0e}) -> {'passed' if report['passed'] else 'FAILED'}")
     if not report["passed"]:

@@ -307,3 +307,38 @@ def test_two_runs_at_once_on_one_cache(tmp_path):
     assert "waiting for another process" in "".join(outputs)
     a, b = (json.loads((tmp_path / f"w{i}" / "results.json").read_text())["metrics"] for i in range(2))
     assert a == b
+
+
+def test_a_hub_id_resolves_through_the_hugging_face_cache_offline(tmp_path):
+    """encoders.<name>.checkpoint may be a hub id: it is resolved by huggingface_hub from a real cache layout
+    (models--org--name/refs/main + snapshots/<commit>/), with HF_HUB_OFFLINE=1, then converted with its
+    parity check; an id missing from the cache is one clear error."""
+    import os
+    import subprocess
+    import sys
+
+    from reference_models import make_dinov2
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--radiology--tiny-rad-dino"
+    make_dinov2(repo / "snapshots" / commit, full=False, seed=5)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "JAX_PLATFORMS": "cpu"}
+
+    def run(checkpoint, workdir):
+        return subprocess.run([sys.executable, "-m", "jaxprobe.run", "--config", str(CONFIGS / "cmg_cls.py"),
+                               "--workdir", str(tmp_path / workdir), f"--config.cache_dir={tmp_path / 'c'}", *SMALL,
+                               "--config.encoders.rad_dino.input_size=0",
+                               f"--config.encoders.rad_dino.checkpoint={checkpoint}"],
+                              env=env, capture_output=True, text=True, cwd=CONFIGS.parent, timeout=600)
+
+    done = run("radiology/tiny-rad-dino", "w")
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = (tmp_path / "w" / "run.log").read_text()
+    assert "resolving radiology/tiny-rad-dino through the Hugging Face hub cache" in log and "-> passed" in log
+    head = json.loads((tmp_path / "w" / "predictions" / "rad_dino" / "head.json").read_text())
+    assert "/converted/rad_dino-" in head["encoder"]["source"] and head["encoder"]["weights_sha256"]
+    missing = run("radiology/not-there", "w2")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "radiology/not-there is not in the Hugging Face cache" in missing.stderr

@@ -60,9 +60,7 @@ def encoder_for(config: ConfigDict, name: str):
         r = config.encoders.random
         return encoders.load(name, width=r.width, depth=r.depth, num_heads=r.num_heads, seed=r.seed,
                              input_size=size, dtype=dtype)
-    src = Path(e.checkpoint)
-    if not src.is_dir():
-        raise RunError(f"encoders.{name}.checkpoint: {src} is not a folder")
+    src = resolve_checkpoint(e.checkpoint, name)
     folder = src if checkpoint.is_checkpoint_dir(src) else convert_cached(
         config, name if name in registry.names() else family, src)
     found = checkpoint.read_meta(folder)[0].family
@@ -70,6 +68,35 @@ def encoder_for(config: ConfigDict, name: str):
         raise RunError(f"encoders.{name}.checkpoint: {src} holds a {found} encoder, but {name} is a {family} "
                        "encoder")
     return encoders.load(folder, input_size=size, dtype=dtype)
+
+
+def resolve_checkpoint(text: str, name: str) -> Path:
+    """A checkpoint folder, or a Hugging Face hub id ``org/name[@revision]`` resolved through ``huggingface_hub``
+    (downloaded once into its cache; with ``HF_HUB_OFFLINE=1`` only the cache is read)."""
+    import re
+
+    src = Path(text).expanduser()
+    if src.is_dir():
+        return src
+    match = re.fullmatch(r"([A-Za-z0-9][\w.-]*/[\w.-]+)(?:@([\w./-]+))?", text)
+    if src.exists() or not match:
+        raise RunError(f"encoders.{name}.checkpoint: {text} is neither a folder nor a Hugging Face hub id "
+                       "(org/name[@revision])")
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    except ImportError:
+        raise RunError(f"encoders.{name}.checkpoint: {text} looks like a hub id; resolving it needs huggingface_hub "
+                       "(pip install 'jaxprobe[convert]')") from None
+    repo, revision = match.group(1), match.group(2)
+    log.info(f"{name}: resolving {text} through the Hugging Face hub cache")
+    try:
+        return Path(snapshot_download(repo, revision=revision))
+    except LocalEntryNotFoundError as e:
+        raise RunError(f"encoders.{name}.checkpoint: {text} is not in the Hugging Face cache and cannot be "
+                       f"downloaded now ({e}); download it once online, or give a folder") from None
+    except (HfHubHTTPError, OSError, ValueError) as e:
+        raise RunError(f"encoders.{name}.checkpoint: cannot resolve hub id {text}: {type(e).__name__}: {e}") from None
 
 
 def convert_cached(config: ConfigDict, name: str, src: Path) -> Path:

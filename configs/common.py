@@ -166,7 +166,7 @@ def base(analysis: str, *, source: str, task: str, target: str, title: str, head
     # training cases): a higher learning rate and a longer patience let every head learn within ~3 minutes
     # (README: what the default run prints).
     c.demo = ConfigDict()
-    c.demo.train = ConfigDict({"max_epochs": 100 if head == "custom_seg" else 200, "patience": 20,
+    c.demo.train = ConfigDict({"max_epochs": 80 if head == "custom_seg" else 200, "patience": 20,
                                "checkpoint_every": 20, "learning_rate": 1e-2 if head == "custom_seg" else 3e-2})
     if head == "linear_seg" and target == "pneumothorax":  # a small foreground: weight it as the authors do
         c.demo.train.class_weights = (1.0, 5.0)

@@ -173,7 +173,7 @@ def statistics(config: ConfigDict, task: Task, workdir: Path, baselines: dict | 
         stratify=s.stratified if task.stratifiable else None, empty_mask_rule=s.empty_mask_rule,
         mask_threshold=s.mask_threshold, pr_auc=s.pr_auc, point_estimate=s.point_estimate, alpha=s.alpha,
         shared_truth=task.shared_truth, test=s.test)
-    extra = {"seeds": seed_spread(config, task, workdir, case_ids)}
+    extra = {"seeds": seed_spread(config, task, workdir)}
     if task.metric_kind == "ranking":
         extra["operating_points"] = operating_points(config, workdir, preds, y_true)
     return results.write_analysis(workdir, task=config.title, scenario=SCENARIOS[config.head.name], extra=extra,
@@ -203,7 +203,7 @@ def operating_points(config: ConfigDict, workdir: Path, preds, y_true) -> dict:
                          target_sensitivity=op.sensitivity)
 
 
-def seed_spread(config: ConfigDict, task: Task, workdir: Path, case_ids) -> dict | None:
+def seed_spread(config: ConfigDict, task: Task, workdir: Path) -> dict | None:
     """With K > 1 training seeds: each test metric of every member on the full test set, and their mean and sd
     across members. The paired statistics use member 0 (the first seed); this is the spread beside them."""
     from . import metrics, predictions

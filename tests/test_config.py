@@ -30,7 +30,7 @@ def test_every_analysis_loads_and_names_a_known_task(analysis):
 def test_the_embedded_default_resolves_to_the_demo_values():
     config = parse("--config", str(CONFIGS / "ptx_custom.py")).config
     assert config.profile == "demo"
-    assert config.train.max_epochs == config.demo.train.max_epochs == 100  # custom head; linear heads: 200
+    assert config.train.max_epochs == config.demo.train.max_epochs == 80  # custom head; linear heads: 200
     assert config.head.custom.to_dict() == config.demo.head.custom.to_dict()
 
 

@@ -63,7 +63,7 @@ def table2_markdown(analyses, digits: int = 3) -> str:
         for key, metric in a["metrics"].items():
             cells = [a["task"], a["scenario"], metric["display"]]
             digits = digits_for([r["estimate"] for r in metric["models"].values()], digits)
-            spread = (a.get("seeds") or {}).get("metrics", {}).get(metric["name"], {})
+            spread = (a.get("seeds") or {}).get("metrics", {}).get(key, {})
             for m in models:
                 r = metric["models"].get(m)
                 seeds = (f"; seeds {_num(spread[m]['mean'], digits)} ± {_num(spread[m]['sd'], digits)}"
@@ -176,7 +176,7 @@ def table2_rows(analyses):
     """Table 2 as records (one per task, head, metric and model; baselines with kind "baseline")."""
     for a in analyses:
         for key, metric in a["metrics"].items():
-            spread = (a.get("seeds") or {}).get("metrics", {}).get(metric["name"], {})
+            spread = (a.get("seeds") or {}).get("metrics", {}).get(key, {})
             for m, r in metric["models"].items():
                 yield {"task": a["task"], "scenario": a["scenario"], "metric": metric["name"],
                        "metric_display": metric["display"], "model": m, "model_display": display_name(m, analyses),

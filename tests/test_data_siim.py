@@ -223,3 +223,29 @@ def test_a_truncated_compressed_dicom_is_named_before_extraction(synthetic, tmp_
     kept = siim_records(root, on_error="skip", skipped_file=tmp_path / "skipped.csv", verify_pixels=True)
     assert victim.image_id not in {r.image_id for r in kept} and len(kept) == len(records) - 1
     assert victim.image_id in (tmp_path / "skipped.csv").read_text()
+
+
+def test_a_jpeg_stream_with_zeroed_bytes_is_listed_when_pixels_are_verified(synthetic, tmp_path):
+    """Pillow decodes a JPEG DICOM whose entropy-coded bytes were zeroed to changed pixels without a word;
+    the verification decodes it with libjpeg too (pylibjpeg, the dicom extra), which reports the damage."""
+    import shutil
+
+    from jaxprobe.data.images import verify_image
+
+    pytest.importorskip("pylibjpeg")
+    root = tmp_path / "siim"
+    shutil.copytree(synthetic.siim_root, root)
+    records = siim_records(root)
+    victim = next(r for r in records
+                  if pydicom.dcmread(r.path, stop_before_pixels=True).file_meta.TransferSyntaxUID.is_compressed)
+    data = bytearray(open(victim.path, "rb").read())
+    scan = data.find(b"\xff\xda", data.find(b"\xff\xd8\xff"))
+    middle = (scan + len(data)) // 2
+    data[middle:middle + 256] = bytes(256)
+    open(victim.path, "wb").write(bytes(data))
+    read_image(victim.path)  # Pillow: no error, changed pixels
+    with pytest.raises(DataError, match=r"corrupt JPEG stream"):
+        verify_image(victim.path)
+    kept = siim_records(root, on_error="skip", skipped_file=tmp_path / "skipped.csv", verify_pixels=True)
+    assert victim.image_id not in {r.image_id for r in kept} and len(kept) == len(records) - 1
+    assert "corrupt JPEG stream" in (tmp_path / "skipped.csv").read_text()

@@ -20,7 +20,7 @@ from typing import Iterable, Literal, NamedTuple
 from . import rle
 from .ctr import ctr_from_columns
 from .errors import BadItems, DataError, OnError
-from .images import image_shape, read_image
+from .images import image_shape, verify_image
 from .records import Record
 from .tables import Every, header, read_rows
 
@@ -190,7 +190,7 @@ def join_chexmask(
         try:
             record = _record(entry, row, f"{chexmask_csv}:{line}", dice_column, min_dice, on_hw_swap, bad, source)
             if record is not None and verify_pixels:
-                read_image(record.path)
+                verify_image(record.path)
         except DataError as e:
             bad.bad(e)
             continue

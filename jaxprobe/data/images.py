@@ -62,6 +62,28 @@ def _kind(path: str) -> str:
     raise DataError(path, "not a DICOM, PNG or JPEG file (unrecognised signature)")
 
 
+def verify_image(path: str | os.PathLike) -> None:
+    """Decode an image as a run would, and for a JPEG-compressed DICOM also check its stream with libjpeg
+    (pylibjpeg, the ``dicom`` extra) where installed: Pillow decodes a stream with zeroed or damaged entropy-coded
+    bytes to changed pixels without a word, libjpeg reports it. Raises DataError naming the file."""
+    read_image(path)
+    if not str(path).lower().endswith(".dcm"):
+        return
+    ds = pydicom.dcmread(path)
+    ts = ds.file_meta.get("TransferSyntaxUID") if getattr(ds, "file_meta", None) is not None else None
+    if ts is None or not ts.is_compressed or "JPEG" not in ts.name or "2000" in ts.name:
+        return
+    try:
+        from pydicom.pixels import get_decoder
+
+        if "pylibjpeg" not in get_decoder(ts).available_plugins:
+            return
+        ds.pixel_array_options(decoding_plugin="pylibjpeg")
+        ds.pixel_array  # noqa: B018 - decoded for its errors only
+    except Exception as e:  # noqa: BLE001 - libjpeg's error codes arrive as RuntimeError/ValueError
+        raise DataError(os.fspath(path), f"corrupt JPEG stream ({ts.name}): {str(e).splitlines()[-1][:200]}") from None
+
+
 def read_image(
     path: str | os.PathLike,
     *,

@@ -17,7 +17,7 @@ import os
 
 from . import rle
 from .errors import BadItems, DataError, OnError
-from .images import read_dicom_header, read_image
+from .images import read_dicom_header, verify_image
 from .records import Record
 from .splits import balanced
 from .tables import Every, read_rows
@@ -96,7 +96,7 @@ def siim_records(
         try:
             record = _record(image_id, dicoms[image_id], labels[image_id], csv_path)
             if verify_pixels:
-                read_image(record.path)
+                verify_image(record.path)
             records.append(record)
         except DataError as e:
             bad.bad(e)

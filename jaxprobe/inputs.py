@@ -155,11 +155,16 @@ def load_records(config: ConfigDict, task: Task, workdir: Path):
     records = select_records(every, config, task)
     if len(records) < 10:
         raise RunError(f"only {len(records)} usable records for {config.analysis}; need at least 10")
-    positives = sum(1 for r in records if r.label == 1)
-    log.info(f"cohort: {len(records)} images, {positives} positive / {len(records) - positives} negative"
-             f"{' (balanced)' if config.data.balance else ''}, of {len(every)} read"
-             + (f"; {PAPER_COHORTS[config.data.source]}" if config.data.source in PAPER_COHORTS else ""))
+    log_cohort(config, [r.label for r in records], f"of {len(every)} read")
     return every, records
+
+
+def log_cohort(config: ConfigDict, labels, where: str) -> None:
+    """The cohort's counts, beside the paper's."""
+    positives, d = sum(1 for y in labels if y == 1), config.data
+    log.info(f"cohort: {len(labels)} images, {positives} positive / {len(labels) - positives} negative"
+             f"{' (balanced)' if d.balance else ''}, {where}"
+             + (f"; {PAPER_COHORTS[d.source]}" if d.source in PAPER_COHORTS else ""))
 
 
 def split(config: ConfigDict, records, workdir: Path, every=None) -> dict[str, str]:
@@ -272,10 +277,7 @@ def prepared_inputs(config: ConfigDict, task: Task) -> Inputs:
             if (split_name, position) not in kept or (task.cases == "valued" and getattr(r, config.target) is None):
                 continue
             picked.append((split_name, position, r))
-    positives = sum(1 for _, _, r in picked if r.label == 1)
-    log.info(f"cohort: {len(picked)} images, {positives} positive / {len(picked) - positives} negative"
-             f"{' (balanced)' if d.balance else ''}, of {len(every)} in the prepared dataset"
-             + (f"; {PAPER_COHORTS[d.source]}" if d.source in PAPER_COHORTS else ""))
+    log_cohort(config, [r.label for _, _, r in picked], f"of {len(every)} in the prepared dataset")
     sources = {s: builder.as_data_source(s) for s in ("train", "val", "test")}
     by_split = {s: [p for sp, p, _ in picked if sp == s] for s in sources}
     offsets = {"train": 0, "val": len(by_split["train"]), "test": len(by_split["train"]) + len(by_split["val"])}

@@ -7,6 +7,7 @@ process p of P takes the pending chunks c with c % P == p, all writing into the 
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -61,14 +62,14 @@ def extract(encoder, ids: Sequence[str], load_fn: LoadFn, root: str | Path, *, n
     """Embed every row into the store under ``root`` (resuming a partial one) and return it."""
     chunk_size = chunk_size or batch_size * 8
     path = store_path(root, name, encoder, ids, extra)
-    if jax.process_count() == 1:  # independent runs on one cache: one extracts, the others wait and reuse
-        with exclusive(path.with_name(path.name + ".lock"), f"extracting {path.name}"):
-            return _extract(path, encoder, ids, load_fn, name=name, batch_size=batch_size, chunk_size=chunk_size,
-                            workers=workers, prefetch=prefetch, mask_size=mask_size, targets=targets, extra=extra,
-                            progress=progress, wait_timeout=wait_timeout, log=log)
-    return _extract(path, encoder, ids, load_fn, name=name, batch_size=batch_size, chunk_size=chunk_size,
-                    workers=workers, prefetch=prefetch, mask_size=mask_size, targets=targets, extra=extra,
-                    progress=progress, wait_timeout=wait_timeout, log=log)
+    # independent runs on one cache: one extracts, the others wait and reuse (processes of one distributed
+    # extraction share the store by design and take no lock)
+    lock = (exclusive(path.with_name(path.name + ".lock"), f"extracting {path.name}") if jax.process_count() == 1
+            else contextlib.nullcontext())
+    with lock:
+        return _extract(path, encoder, ids, load_fn, name=name, batch_size=batch_size, chunk_size=chunk_size,
+                        workers=workers, prefetch=prefetch, mask_size=mask_size, targets=targets, extra=extra,
+                        progress=progress, wait_timeout=wait_timeout, log=log)
 
 
 def _extract(path, encoder, ids, load_fn, *, name, batch_size, chunk_size, workers, prefetch, mask_size, targets,

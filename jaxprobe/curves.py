@@ -19,25 +19,21 @@ import numpy as np  # noqa: E402
 from jaxprobe import predictions  # noqa: E402
 from jaxprobe import tables as T  # noqa: E402
 from jaxprobe.figures import _colour, save  # noqa: E402
+from jaxprobe.metrics import threshold_counts  # noqa: E402
 
 
 def roc_points(y_true, score) -> tuple[np.ndarray, np.ndarray]:
     """(false positive rate, true positive rate) at every distinct threshold, from (0, 0) to (1, 1)."""
-    y, s = np.asarray(y_true).astype(bool), np.asarray(score, np.float64)
-    thresholds = np.unique(s)[::-1]
-    called = s[None, :] >= thresholds[:, None]
-    tpr = np.concatenate([[0.0], (called & y).sum(1) / y.sum()])
-    fpr = np.concatenate([[0.0], (called & ~y).sum(1) / (~y).sum()])
-    return fpr, tpr
+    y = np.asarray(y_true).astype(bool)
+    _, tp, fp = threshold_counts(y, score)
+    return np.concatenate([[0.0], fp / (~y).sum()]), np.concatenate([[0.0], tp / y.sum()])
 
 
 def pr_points(y_true, score) -> tuple[np.ndarray, np.ndarray]:
     """(recall, precision) at every distinct threshold, highest threshold first."""
-    y, s = np.asarray(y_true).astype(bool), np.asarray(score, np.float64)
-    thresholds = np.unique(s)[::-1]
-    called = s[None, :] >= thresholds[:, None]
-    tp = (called & y).sum(1)
-    return tp / y.sum(), tp / called.sum(1)
+    y = np.asarray(y_true).astype(bool)
+    _, tp, fp = threshold_counts(y, score)
+    return tp / y.sum(), tp / (tp + fp)
 
 
 def reliability_bins(y_true, score, bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -98,6 +98,15 @@ def _descending_tie_groups(y: np.ndarray, s: np.ndarray):
     return tps, fps
 
 
+def threshold_counts(y_true, score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(thresholds, true positives, false positives) at every distinct score, highest first, a case called
+    positive when its score is at or above the threshold: what ROC and PR curves and an operating point read."""
+    y, s = np.asarray(y_true).astype(bool), np.asarray(score, np.float64)
+    thresholds = np.unique(s)[::-1]
+    called = s[None, :] >= thresholds[:, None]
+    return thresholds, (called & y).sum(1), (called & ~y).sum(1)
+
+
 def auroc(y_true, score) -> float:
     """Area under the ROC curve; tied scores count one half (the Mann-Whitney statistic)."""
     y = check_binary_labels(y_true)

@@ -197,19 +197,23 @@ class Interrupted(Exception):
     pass
 
 
+def _fit_killed_after(epoch, make, data, config, workdir):
+    """A training in ``workdir`` that dies (as a kill would) right after epoch ``epoch`` has ended."""
+    def stop(e, record):
+        if e == epoch:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        fit(make, data, *SPLIT[:2], config, loss="bce", workdir=workdir, progress=False, on_epoch_end=stop)
+
+
 def test_an_interrupted_training_resumes_to_the_same_result(tmp_path):
     data = segmentation_data()
     make = lambda rngs: CrossAttentionSegmenter(C, D, G, S, rngs=rngs, **TINY)  # noqa: E731
     config = TrainConfig(learning_rate=1e-2, max_epochs=4, seeds=(0, 1))
     whole = fit(make, data, *SPLIT[:2], config, loss="bce", progress=False)
 
-    def stop_after_epoch_1(epoch, record):
-        if epoch == 1:
-            raise Interrupted
-
-    with pytest.raises(Interrupted):
-        fit(make, data, *SPLIT[:2], config, loss="bce", workdir=tmp_path, progress=False,
-            on_epoch_end=stop_after_epoch_1)
+    _fit_killed_after(1, make, data, config, tmp_path)
     epochs_run = []
     resumed = fit(make, data, *SPLIT[:2], config, loss="bce", workdir=tmp_path, progress=False,
                   on_epoch_end=lambda epoch, record: epochs_run.append(epoch))
@@ -235,13 +239,7 @@ def test_sparse_checkpoints_resume_by_replaying_and_history_csv_follows(tmp_path
     config = TrainConfig(learning_rate=1e-2, max_epochs=6, seeds=(0, 1), checkpoint_every=3, patience=50)
     whole = fit(make, data, *SPLIT[:2], config, loss="bce", progress=False)
 
-    def stop_after_epoch_4(epoch, record):
-        if epoch == 4:
-            raise Interrupted
-
-    with pytest.raises(Interrupted):
-        fit(make, data, *SPLIT[:2], config, loss="bce", workdir=tmp_path, progress=False,
-            on_epoch_end=stop_after_epoch_4)
+    _fit_killed_after(4, make, data, config, tmp_path)
     assert len(read_csv(tmp_path / "history.csv")) == 2 * 5  # written as training went, past the checkpoint
     epochs_run = []
     resumed = fit(make, data, *SPLIT[:2], TrainConfig(**{**config.to_dict(), "seeds": (0, 1), "checkpoint_every": 1}),

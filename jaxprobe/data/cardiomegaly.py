@@ -279,9 +279,10 @@ def nih_manifest(nih_root: str | os.PathLike, *, data_entry_csv: str | os.PathLi
                 bad.note("label_without_image", where, f"{image_id} not found under {nih_root}")
             continue
         if not row["Patient ID"]:  # one patient "" would join unrelated images in one split group
+            error = DataError(where, f"empty Patient ID for {image_id}")
             if bad is None:
-                raise DataError(where, f"empty Patient ID for {image_id}")
-            bad.bad(DataError(where, f"empty Patient ID for {image_id}"))
+                raise error
+            bad.bad(error)
             continue
         findings = {f.strip() for f in row["Finding Labels"].split("|")}
         entries.append(ManifestEntry(where, image_id, files[image_id], row["Patient ID"],

@@ -17,28 +17,24 @@ from collections.abc import Mapping
 import numpy as np
 
 from jaxprobe import bootstrap as boot
+from jaxprobe.metrics import threshold_counts
 
 from .compare import bonferroni, paired_p_value, percentile_interval
 
 STATISTICS = ("sensitivity", "specificity", "ppv", "npv", "f1", "balanced_accuracy", "brier")
-DISPLAY = {"sensitivity": "Sensitivity", "specificity": "Specificity", "ppv": "PPV", "npv": "NPV", "f1": "F1",
-           "balanced_accuracy": "Balanced accuracy", "brier": "Brier score"}
-HIGHER_IS_BETTER = {s: s != "brier" for s in STATISTICS}
 RULES = ("youden", "sensitivity")
 
 
 def choose_threshold(y_val, score_val, rule: str = "youden", sensitivity: float = 0.9) -> float:
     """The threshold chosen on validation labels and scores (see the module docstring)."""
-    y, s = np.asarray(y_val).astype(bool), np.asarray(score_val, np.float64)
+    y = np.asarray(y_val).astype(bool)
     if rule not in RULES:
         raise ValueError(f"operating point rule must be one of {RULES}, got {rule!r}")
     if y.all() or not y.any():
         raise ValueError(f"the validation set has one class only ({int(y.sum())} positives of {len(y)}); no "
                          "threshold can be chosen on it")
-    candidates = np.unique(s)[::-1]  # descending: the first best is the highest threshold
-    positive = s[None, :] >= candidates[:, None]
-    tpr = (positive & y).sum(1) / y.sum()
-    fpr = (positive & ~y).sum(1) / (~y).sum()
+    candidates, tp, fp = threshold_counts(y, score_val)  # descending: the first best is the highest threshold
+    tpr, fpr = tp / y.sum(), fp / (~y).sum()
     if rule == "youden":
         return float(candidates[int(np.argmax(tpr - fpr))])
     if not 0 < sensitivity <= 1:
@@ -47,7 +43,7 @@ def choose_threshold(y_val, score_val, rule: str = "youden", sensitivity: float 
 
 
 def _ratios(sums: np.ndarray) -> dict[str, np.ndarray]:
-    """Statistics from the sums [..., 5] of (tp, fp, tn, fn, squared error) and the case count in the last one."""
+    """Statistics from the sums [..., 5] of (tp, fp, tn, fn, squared error) over the (resampled) cases."""
     tp, fp, tn, fn, sq = (sums[..., i] for i in range(5))
     with np.errstate(invalid="ignore", divide="ignore"):
         sens, spec = tp / (tp + fn), tn / (tn + fp)

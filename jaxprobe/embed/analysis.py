@@ -60,9 +60,9 @@ def encoder_for(config: ConfigDict, name: str):
         r = config.encoders.random
         return encoders.load(name, width=r.width, depth=r.depth, num_heads=r.num_heads, seed=r.seed,
                              input_size=size, dtype=dtype)
-    src = resolve_checkpoint(e.checkpoint, name)
+    src, hub = resolve_checkpoint(e.checkpoint, name)
     folder = src if checkpoint.is_checkpoint_dir(src) else convert_cached(
-        config, name if name in registry.names() else family, src)
+        config, name if name in registry.names() else family, src, hub)
     found = checkpoint.read_meta(folder)[0].family
     if found != family:  # a BiomedCLIP folder under rad_dino would run and be reported as RAD-DINO
         raise RunError(f"encoders.{name}.checkpoint: {src} holds a {found} encoder, but {name} is a {family} "
@@ -70,42 +70,25 @@ def encoder_for(config: ConfigDict, name: str):
     return encoders.load(folder, input_size=size, dtype=dtype)
 
 
-def resolve_checkpoint(text: str, name: str) -> Path:
-    """A checkpoint folder, or a Hugging Face hub id ``org/name[@revision]`` resolved through ``huggingface_hub``
-    (downloaded once into its cache; with ``HF_HUB_OFFLINE=1`` only the cache is read)."""
-    import re
+def resolve_checkpoint(text: str, name: str) -> tuple[Path, str | None]:
+    """A checkpoint folder, or a Hugging Face hub id ``org/name[@revision]`` resolved through ``huggingface_hub``;
+    returns (folder, ``repo@commit`` or None)."""
+    from ..encoders.conversion.hub import resolve
 
-    src = Path(text).expanduser()
-    if src.is_dir():
-        return src
-    match = re.fullmatch(r"([A-Za-z0-9][\w.-]*/[\w.-]+)(?:@([\w./-]+))?", text)
-    if src.exists() or not match:
-        raise RunError(f"encoders.{name}.checkpoint: {text} is neither a folder nor a Hugging Face hub id "
-                       "(org/name[@revision])")
     try:
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-    except ImportError:
-        raise RunError(f"encoders.{name}.checkpoint: {text} looks like a hub id; resolving it needs huggingface_hub "
-                       "(pip install 'jaxprobe[convert]')") from None
-    repo, revision = match.group(1), match.group(2)
-    log.info(f"{name}: resolving {text} through the Hugging Face hub cache")
-    try:
-        return Path(snapshot_download(repo, revision=revision))
-    except LocalEntryNotFoundError as e:
-        raise RunError(f"encoders.{name}.checkpoint: {text} is not in the Hugging Face cache and cannot be "
-                       f"downloaded now ({e}); download it once online, or give a folder") from None
-    except (HfHubHTTPError, OSError, ValueError) as e:
-        raise RunError(f"encoders.{name}.checkpoint: cannot resolve hub id {text}: {type(e).__name__}: {e}") from None
+        return resolve(text, f"encoders.{name}.checkpoint", log=lambda m: log.info(f"{name}: {m}"))
+    except ConversionError as e:
+        raise RunError(str(e)) from None
 
 
-def convert_cached(config: ConfigDict, name: str, src: Path) -> Path:
+def convert_cached(config: ConfigDict, name: str, src: Path, hub: str | None = None) -> Path:
     """An original checkpoint folder is converted once into the cache, its parity report kept and shown. ``name``
-    is the registry entry (or, for a config-declared encoder, the family) it is converted as."""
+    is the registry entry (or, for a config-declared encoder, the family) it is converted as; a hub snapshot is
+    keyed by ``repo@commit`` (recorded in the converted folder's encoder.json)."""
     from ..encoders.conversion import convert
 
     stat = [(p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in sorted(src.iterdir()) if p.is_file()]
-    key = hashlib.sha256(json.dumps([str(src.absolute()), stat]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([hub or str(src.absolute()), stat]).encode()).hexdigest()[:16]
     out = config_lib.cache_dir(config) / "converted" / f"{name}-{key}"
     parity = out / "parity.json"
     if not parity.exists():
@@ -114,7 +97,7 @@ def convert_cached(config: ConfigDict, name: str, src: Path) -> Path:
 
             shutil.rmtree(out)  # an interrupted conversion: start again
         log.info(f"converting {src} ({name}) into {out}")
-        convert(name, src, out, log=log.info)
+        convert(name, src, out, log=log.info, hub=hub)
     report = read_json(parity, ConversionError, f"remove {out} to convert again")
     log.info(f"parity of {name}: worst relative error {report['worst_rel']:.2e} "
              f"(tolerance {report['tolerance_rel']:.0e}) -> {'passed' if report['passed'] else 'FAILED'}")

@@ -9,7 +9,7 @@ from typing import Any
 class ViTConfig:
     """Architecture of one encoder, read from the checkpoint's own config (never from constants)."""
 
-    family: str  # a name in ``families`` ("dinov2" | "siglip" | "timm_vit")
+    family: str  # a name in ``families`` ("dinov2" | "dinov3" | "siglip" | "timm_vit" | "clip" | "open_clip")
     image_size: int  # native input size: the position table holds (image_size // patch_size)^2 patch slots
     patch_size: int
     width: int
@@ -18,12 +18,17 @@ class ViTConfig:
     mlp_dim: int
     layer_norm_eps: float = 1e-6
     gelu_approximate: bool = False  # tanh GELU (SigLIP) vs exact erf GELU (DINOv2, timm ViT)
+    quick_gelu: bool = False  # x * sigmoid(1.702 x) instead of GELU (OpenAI CLIP towers)
     qkv_bias: bool = True
     layerscale: bool = False  # DINOv2's per-channel residual scales
     class_token: bool = True  # a CLS token with its own slot in the position table
     pool: str = "cls"  # "cls": global = final-normed CLS; "map": SigLIP attention-pooling head
     proj_dim: int | None = None  # timm/open_clip: bias-free projection of the pooled token
     pos_interp: str = "torch_bicubic"  # how the reference resamples positions at a non-native size
+    registers: int = 0  # register tokens after the CLS token (DINOv2 with registers, DINOv3); not in the output
+    rope_theta: float | None = None  # DINOv3: 2-D rotary positions on the patch tokens instead of a table
+    pre_norm: bool = False  # a LayerNorm on the tokens before the first block (CLIP's pre_layrnorm / ln_pre)
+    norm_patches: bool = True  # False: patch tokens are the last block's output (transformers' CLIP), no final norm
 
     def __post_init__(self):
         if self.width % self.num_heads:
@@ -32,6 +37,15 @@ class ViTConfig:
             raise ValueError(f"pool must be 'cls' or 'map', got {self.pool!r}")
         if self.pool == "cls" and not self.class_token:
             raise ValueError("pool='cls' needs a class token")
+        if self.quick_gelu and self.gelu_approximate:
+            raise ValueError("quick_gelu and gelu_approximate are two different activations; set one")
+        if self.rope_theta is not None and (self.width // self.num_heads) % 4:
+            raise ValueError(f"2-D rotary positions need a head size divisible by 4, got {self.width // self.num_heads}")
+
+    @property
+    def activation(self) -> str:
+        """The MLP's activation: "quick_gelu", "gelu_tanh" or "gelu" (exact, erf)."""
+        return "quick_gelu" if self.quick_gelu else "gelu_tanh" if self.gelu_approximate else "gelu"
 
     @property
     def grid(self) -> int:

@@ -1,7 +1,8 @@
 """Encoder families by name: each family's Flax module class and its conversion module, both imported on demand.
 
-A family is an architecture with one reference implementation (transformers' ``Dinov2Model``, ``SiglipVisionModel``,
-open_clip's timm ViT); encoder entries (``registry``) name a family, and ``encoder.json`` records it, so the right
+A family is an architecture with one reference implementation (transformers' ``Dinov2Model`` and
+``Dinov2WithRegistersModel``, ``DINOv3ViTModel``, ``SiglipVisionModel``, ``CLIPVisionModel``; open_clip's timm ViT
+and its native ``VisionTransformer``); encoder entries (``registry``) name a family, and ``encoder.json`` records it, so the right
 module and converter are found from the family alone. Nothing here imports JAX until a class is asked for.
 """
 from __future__ import annotations
@@ -51,5 +52,7 @@ def names() -> tuple[str, ...]:
     return tuple(_FAMILIES)
 
 
-for _name, _cls in (("dinov2", "Dinov2Encoder"), ("siglip", "SiglipEncoder"), ("timm_vit", "TimmViTEncoder")):
-    register(Family(_name, f"jaxprobe.encoders.{_name}:{_cls}", f"jaxprobe.encoders.conversion.{_name}"))
+for _name, _module in (("dinov2", "dinov2:Dinov2Encoder"), ("dinov3", "dinov3:Dinov3Encoder"),
+                       ("siglip", "siglip:SiglipEncoder"), ("timm_vit", "timm_vit:TimmViTEncoder"),
+                       ("clip", "clip:ClipEncoder"), ("open_clip", "clip:ClipEncoder")):
+    register(Family(_name, f"jaxprobe.encoders.{_module}", f"jaxprobe.encoders.conversion.{_name}"))

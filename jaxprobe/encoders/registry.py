@@ -42,6 +42,8 @@ _ENTRIES: dict[str, EncoderEntry] = {}
 
 
 def register(entry: EncoderEntry, *, replace: bool = False) -> EncoderEntry:
+    if entry.name in families.names():
+        raise ConfigError(f"encoder name {entry.name!r} is an encoder family's name; choose another")
     if entry.name in _ENTRIES and not replace:
         raise ConfigError(f"encoder {entry.name!r} is already registered (pass replace=True to redefine it)")
     _ENTRIES[entry.name] = entry
@@ -98,5 +100,54 @@ STUDY_ENTRIES = (
 )
 STUDY_NAMES = tuple(e.name for e in STUDY_ENTRIES)  # the study's encoders, whatever else is registered later
 
-for _entry in STUDY_ENTRIES:
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Encoders beyond the study, one per newer family; the architecture and preprocessing follow each hub repo's
+# config.json and preprocessor files (a converted folder carries its own, read from the files). Entry names never
+# equal a family name: ``python -m convert dinov3`` is the family's converter, ``dinov3_vitb16`` this entry.
+MORE_ENTRIES = (
+    EncoderEntry(
+        "medsiglip", "MedSigLIP", "siglip",
+        ViTConfig("siglip", 448, 14, 1152, 27, 16, 4304, 1e-6, gelu_approximate=True, class_token=False, pool="map",
+                  pos_interp="torch_bicubic"),
+        EncoderSpec("siglip", 448, 14, (0.5,) * 3, (0.5,) * 3, "direct", 1152, 1152),
+        weights="google/medsiglip-448",
+        description="SigLIP so400m/14 at 448 (a full SiglipModel; the vision tower's MAP-head pooler_output)",
+    ),
+    EncoderEntry(
+        "dinov2_reg_vitb14", "DINOv2-reg", "dinov2",
+        ViTConfig("dinov2", 518, 14, 768, 12, 12, 3072, 1e-6, layerscale=True, class_token=True, pool="cls",
+                  pos_interp="torch_bicubic_aa", registers=4),
+        EncoderSpec("dinov2", 224, 14, IMAGENET_MEAN, IMAGENET_STD, "shortest_edge_center_crop", 768, 768),
+        weights="facebook/dinov2-with-registers-base",
+        description="Dinov2WithRegistersModel, ViT-B/14 + 4 registers, pooler_output = final-normed CLS",
+    ),
+    EncoderEntry(
+        "dinov3_vitb16", "DINOv3", "dinov3",
+        ViTConfig("dinov3", 224, 16, 768, 12, 12, 3072, 1e-5, layerscale=True, class_token=True, pool="cls",
+                  registers=4, rope_theta=100.0),
+        EncoderSpec("dinov3", 224, 16, IMAGENET_MEAN, IMAGENET_STD, "direct", 768, 768, resample="bilinear"),
+        weights="facebook/dinov3-vitb16-pretrain-lvd1689m",
+        description="DINOv3ViTModel, ViT-B/16, 2-D RoPE, 4 registers, pooler_output = final-normed CLS",
+    ),
+    EncoderEntry(
+        "clip_vitb16", "CLIP", "clip",
+        ViTConfig("clip", 224, 16, 768, 12, 12, 3072, 1e-5, quick_gelu=True, class_token=True, pool="cls",
+                  proj_dim=512, pos_interp="torch_bicubic", pre_norm=True, norm_patches=False),
+        EncoderSpec("clip", 224, 16, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, "shortest_edge_center_crop", 512, 768),
+        weights="openai/clip-vit-base-patch16",
+        description="transformers CLIP ViT-B/16 (QuickGELU): get_image_features, last_hidden_state patches",
+    ),
+    EncoderEntry(
+        "openclip_vitb32", "OpenCLIP", "open_clip",
+        ViTConfig("open_clip", 224, 32, 768, 12, 12, 3072, 1e-5, class_token=True, pool="cls", proj_dim=512,
+                  pos_interp="torch_bicubic_aa", pre_norm=True),
+        EncoderSpec("open_clip", 224, 32, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, "shortest_edge_center_crop", 512, 768),
+        weights="laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
+        description="open_clip native ViT-B/32: encode_image, ln_post patch tokens",
+    ),
+)
+
+for _entry in STUDY_ENTRIES + MORE_ENTRIES:
     register(_entry)

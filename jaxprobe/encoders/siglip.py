@@ -21,7 +21,7 @@ class MAPHead(nnx.Module):
         self.probe = nnx.Param(trunc_normal(rngs, (1, 1, cfg.width)))
         self.attn = Attention(cfg.width, cfg.num_heads, True, dtype, rngs)
         self.norm = layer_norm(cfg.width, cfg.layer_norm_eps, dtype, rngs)
-        self.mlp = Mlp(cfg.width, cfg.mlp_dim, cfg.gelu_approximate, dtype, rngs)
+        self.mlp = Mlp(cfg.width, cfg.mlp_dim, cfg.activation, dtype, rngs)
 
     def __call__(self, tokens: jax.Array) -> jax.Array:
         b, _, d = tokens.shape

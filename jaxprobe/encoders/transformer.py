@@ -1,13 +1,17 @@
-"""The pieces the three encoder families share: patch embedding, attention, MLP, block.
+"""The pieces the encoder families share: patch embedding, attention (optionally with 2-D rotary positions), MLP,
+block, and the class-token design.
 
 Parameter layout follows Flax conventions (Linear kernels ``[in, out]``, patch kernel ``[p, p, 3, D]``);
 ``conversion/`` maps the PyTorch tensors onto it. q, k and v are separate projections in every family — the
-converters split fused ``qkv`` / ``in_proj`` weights — so one attention module serves all three.
+converters split fused ``qkv`` / ``in_proj`` weights — so one attention module serves all of them. A projection a
+reference has no bias for (CLIP's patch embedding, DINOv3's key) gets a zero bias from its converter: exactly the
+same numbers, one module.
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from .config import ViTConfig
@@ -66,8 +70,36 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
     return jnp.transpose(out.reshape(b, h, tq, d), (0, 2, 1, 3))
 
 
+def rope_tables(gh: int, gw: int, head_dim: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin ``[gh*gw, head_dim]`` of DINOv3's 2-D rotary positions (transformers' ``DINOv3ViTModel``).
+
+    Patch centres on [-1, 1] (y, x); per axis ``head_dim / 4`` frequencies ``theta ** -(4i / head_dim)``; angles
+    ``2 pi coord freq`` laid out as [y freqs, x freqs] and repeated twice. Computed in float32 with numpy from the
+    static grid (a constant of the compiled function), in the reference's order of operations.
+    """
+    f32 = np.float32
+    ys = np.arange(0.5, gh, dtype=f32) / f32(gh)
+    xs = np.arange(0.5, gw, dtype=f32) / f32(gw)
+    coords = np.stack(np.meshgrid(ys, xs, indexing="ij"), axis=-1).reshape(-1, 2)
+    coords = f32(2.0) * coords - f32(1.0)
+    inv_freq = f32(1.0) / (f32(theta) ** np.arange(0, 1, 4 / head_dim, dtype=f32))
+    angles = (f32(2 * np.pi) * coords[:, :, None] * inv_freq[None, None, :]).reshape(gh * gw, -1)
+    angles = np.concatenate([angles, angles], axis=-1)
+    return np.cos(angles).astype(f32), np.sin(angles).astype(f32)
+
+
+def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+    """Rotate the last ``len(cos)`` tokens of ``x [B, T, H, d]`` (the patches; CLS and registers stay as they are)."""
+    n, half = cos.shape[0], x.shape[-1] // 2
+    prefix, patches = x[:, : x.shape[1] - n], x[:, x.shape[1] - n:]
+    rotated = jnp.concatenate([-patches[..., half:], patches[..., :half]], axis=-1)
+    patches = patches * cos[None, :, None, :] + rotated * sin[None, :, None, :]
+    return jnp.concatenate([prefix, patches], axis=1)
+
+
 class Attention(nnx.Module):
-    """Multi-head attention with separate q/k/v/out projections (see ``attention`` for the kernel)."""
+    """Multi-head attention with separate q/k/v/out projections (see ``attention`` for the kernel); ``rope``
+    (cos, sin) rotates the patch queries and keys (DINOv3)."""
 
     def __init__(self, width: int, num_heads: int, qkv_bias: bool, dtype, rngs: nnx.Rngs):
         self.num_heads = num_heads
@@ -76,7 +108,7 @@ class Attention(nnx.Module):
         self.v = linear(width, width, dtype, rngs, qkv_bias)
         self.o = linear(width, width, dtype, rngs)
 
-    def __call__(self, x: jax.Array, context: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, context: jax.Array | None = None, rope=None) -> jax.Array:
         context = x if context is None else context
         b, tq, d = x.shape
         tk = context.shape[1]
@@ -84,19 +116,29 @@ class Attention(nnx.Module):
         q = self.q(x).reshape(b, tq, h, d // h)
         k = self.k(context).reshape(b, tk, h, d // h)
         v = self.v(context).reshape(b, tk, h, d // h)
+        if rope is not None:
+            cos, sin = (jnp.asarray(t, q.dtype) for t in rope)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         out = attention(q, k, v)
         return self.o(out.reshape(b, tq, d))
 
 
+def activate(x: jax.Array, activation: str) -> jax.Array:
+    """``ViTConfig.activation``: exact erf GELU (DINOv2, DINOv3, timm), tanh GELU (SigLIP), QuickGELU (OpenAI CLIP)."""
+    if activation == "quick_gelu":
+        return x * jax.nn.sigmoid(1.702 * x)
+    # jax.nn.gelu defaults to the tanh form; most references need the exact erf form.
+    return jax.nn.gelu(x, approximate=activation == "gelu_tanh")
+
+
 class Mlp(nnx.Module):
-    def __init__(self, width: int, hidden: int, gelu_approximate: bool, dtype, rngs: nnx.Rngs):
-        self.gelu_approximate = gelu_approximate
+    def __init__(self, width: int, hidden: int, activation: str, dtype, rngs: nnx.Rngs):
+        self.activation = activation
         self.fc1 = linear(width, hidden, dtype, rngs)
         self.fc2 = linear(hidden, width, dtype, rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        # jax.nn.gelu defaults to the tanh form; DINOv2 and timm need the exact erf form.
-        return self.fc2(jax.nn.gelu(self.fc1(x), approximate=self.gelu_approximate))
+        return self.fc2(activate(self.fc1(x), self.activation))
 
 
 class Block(nnx.Module):
@@ -106,15 +148,15 @@ class Block(nnx.Module):
         self.norm1 = layer_norm(cfg.width, cfg.layer_norm_eps, dtype, rngs)
         self.attn = Attention(cfg.width, cfg.num_heads, cfg.qkv_bias, dtype, rngs)
         self.norm2 = layer_norm(cfg.width, cfg.layer_norm_eps, dtype, rngs)
-        self.mlp = Mlp(cfg.width, cfg.mlp_dim, cfg.gelu_approximate, dtype, rngs)
+        self.mlp = Mlp(cfg.width, cfg.mlp_dim, cfg.activation, dtype, rngs)
         if cfg.layerscale:
             self.ls1 = nnx.Param(jnp.ones((cfg.width,)))
             self.ls2 = nnx.Param(jnp.ones((cfg.width,)))
         else:
             self.ls1 = self.ls2 = None
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        y = self.attn(self.norm1(x))
+    def __call__(self, x: jax.Array, rope=None) -> jax.Array:
+        y = self.attn(self.norm1(x), rope=rope)
         if self.ls1 is not None:
             y = y * self.ls1[...].astype(y.dtype)
         x = x + y
@@ -128,17 +170,19 @@ class Transformer(nnx.Module):
     def __init__(self, cfg: ViTConfig, dtype, rngs: nnx.Rngs):
         self.blocks = nnx.List([Block(cfg, dtype, rngs) for _ in range(cfg.depth)])
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, rope=None) -> jax.Array:
         for block in self.blocks:
-            x = block(x)
+            x = block(x, rope)
         return x
 
 
 class ClassTokenEncoder(nnx.Module):
-    """The CLS-token design shared by DINOv2 and timm ViT: CLS first, then a position table with a CLS slot.
+    """The CLS-token design shared by DINOv2, timm ViT and CLIP: CLS first, then a position table with a CLS slot.
 
     At a non-native size only the patch part of the table is resampled (``cfg.pos_interp``); the CLS slot stays.
-    Subclasses create ``patch_embed``, ``cls_token``, ``pos_embed``, ``encoder`` and ``norm``.
+    Subclasses create ``patch_embed``, ``cls_token``, ``pos_embed``, ``encoder``, ``norm``, and ``registers``
+    (register tokens after the CLS, added after the positions, as DINOv2 with registers) and ``pre_norm`` (CLIP),
+    each None where the family has none.
     """
 
     def positions(self, gh: int, gw: int) -> jax.Array:
@@ -150,13 +194,18 @@ class ClassTokenEncoder(nnx.Module):
         return jnp.concatenate([pos[:, :1], patch.reshape(1, gh * gw, -1)], axis=1)
 
     def tokens(self, pixels: jax.Array) -> tuple[jax.Array, int, int]:
-        """Final-normed tokens ``[B, 1 + gh*gw, D]`` (CLS first) and the patch grid."""
+        """The last block's tokens ``[B, 1 + R + gh*gw, D]`` (CLS, R registers, patches; no final norm) and the grid."""
         x = self.patch_embed(pixels)
         b, gh, gw, d = x.shape
         cls = jnp.broadcast_to(self.cls_token[...].astype(x.dtype), (b, 1, d))
         x = jnp.concatenate([cls, x.reshape(b, gh * gw, d)], axis=1)
         x = x + self.positions(gh, gw).astype(x.dtype)
-        return self.norm(self.encoder(x)), gh, gw
+        if self.registers is not None:
+            registers = jnp.broadcast_to(self.registers[...].astype(x.dtype), (b, self.cfg.registers, d))
+            x = jnp.concatenate([x[:, :1], registers, x[:, 1:]], axis=1)
+        if self.pre_norm is not None:
+            x = self.pre_norm(x)
+        return self.encoder(x), gh, gw
 
 
 def trunc_normal(rngs: nnx.Rngs, shape, std: float = 0.02) -> jax.Array:

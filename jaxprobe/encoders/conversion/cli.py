@@ -1,16 +1,28 @@
-"""The converter's command line, ``python -m convert ENCODER --src PATH --out DIR`` (ENCODER: a registry entry,
-e.g. rad_dino, chexagent, biomedclip) and ``python -m convert verify --ckpt DIR --src PATH``.
-Exits 0 when parity holds, 1 when it fails, 2 on bad input (``error: ...``)."""
+"""The converter's command line, ``python -m convert NAME --src FOLDER_OR_HUB_ID --out DIR`` (NAME: a registry
+entry — rad_dino, chexagent, biomedclip, ... — or a family: dinov2, dinov3, siglip, clip, open_clip, timm_vit) and
+``python -m convert verify --ckpt DIR --src FOLDER_OR_HUB_ID``. A hub id ``org/name[@revision]`` is resolved
+through huggingface_hub (``HF_HUB_OFFLINE=1``: the cache only). Exits 0 when parity holds, 1 when it fails, 2 on
+bad input (``error: ...``)."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from jaxprobe.encoders import registry
+from jaxprobe.encoders import families, registry
 from jaxprobe.errors import JaxprobeError
 
+from .hub import resolve
 from .parity import DEFAULT_TOLERANCE, verify
 from .pipeline import convert
+
+FAMILY_HELP = {
+    "dinov2": "a transformers Dinov2Model or Dinov2WithRegistersModel folder",
+    "dinov3": "a transformers DINOv3ViTModel folder",
+    "siglip": "a transformers SiglipModel / SiglipVisionModel folder (any size, e.g. MedSigLIP-448)",
+    "clip": "a transformers CLIPModel / CLIPVisionModel(WithProjection) folder",
+    "open_clip": "an open_clip folder (open_clip_config.json): native ViT or timm-backed tower",
+    "timm_vit": "an open_clip folder with a timm-backed tower (as open_clip does)",
+}
 
 
 def _parity_args(p: argparse.ArgumentParser) -> None:
@@ -25,10 +37,14 @@ def _parity_args(p: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m convert", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in registry.names():
-        entry = registry.get(name)
-        p = sub.add_parser(name, help=f"convert a {entry.display_name} checkpoint ({entry.family} family)")
-        p.add_argument("--src", required=True, help="folder with the original checkpoint files")
+    helps = {name: f"convert a {registry.get(name).display_name} checkpoint ({registry.get(name).family} family)"
+             for name in registry.names()}
+    helps.update({name: f"convert {FAMILY_HELP.get(name, f'a {name} checkpoint')}" for name in families.names()
+                  if name not in helps})
+    for name, text in helps.items():
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--src", required=True,
+                       help="folder with the original checkpoint files, or a Hugging Face hub id org/name[@revision]")
         p.add_argument("--out", required=True, help="output folder (Orbax params + encoder.json + parity.json)")
         p.add_argument("--no-parity", action="store_true", help="skip the parity check against the PyTorch code")
         _parity_args(p)
@@ -40,10 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     kw = dict(tolerance=args.tolerance, n_images=args.n_images, nonnative_size=args.nonnative_size, seed=args.seed)
     try:
+        src, hub = resolve(args.src, "--src", log=print)
         if args.command == "verify":
-            report = verify(args.ckpt, args.src, out_file=args.out_file, **kw)
+            report = verify(args.ckpt, src, out_file=args.out_file, **kw)
         else:
-            report = convert(args.command, args.src, args.out, parity=not args.no_parity, **kw)
+            report = convert(args.command, src, args.out, parity=not args.no_parity, hub=hub, **kw)
     except (JaxprobeError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""RAD-DINO / DINOv2: a Hugging Face ``Dinov2Model`` folder (config.json + model.safetensors | pytorch_model.bin).
+"""RAD-DINO / DINOv2: a Hugging Face ``Dinov2Model`` or ``Dinov2WithRegistersModel`` folder (config.json +
+model.safetensors | pytorch_model.bin); the registers model is the same family with ``registers`` > 0.
 
 Two key namings exist: files written by transformers (<= 4.x, and 5.x ``save_pretrained`` by default) use
 ``attention.attention.{query,key,value}`` / ``attention.output.dense``; transformers 5 in memory (and so any
@@ -14,7 +15,7 @@ import numpy as np
 from jaxprobe.encoders.spec import EncoderSpec
 from jaxprobe.encoders.config import ViTConfig
 
-from .hf import hf_folder
+from .hf import hf_folder, read_json
 from .rules import ConversionError, layernorm_rules, linear_rules, rule, same, conv_kernel
 from .source import Source
 
@@ -27,9 +28,16 @@ _V5_NAMES = [
 ]
 
 
+# the family command's defaults where a folder has no preprocessor_config.json (transformers' BitImageProcessor)
+DEFAULT_SPEC = EncoderSpec("dinov2", 224, 14, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
+                           "shortest_edge_center_crop", 768, 768)
+MODEL_TYPES = ("dinov2", "dinov2_with_registers")
+
+
 def canonical_key(key: str) -> str:
-    if key.startswith("dinov2."):  # weights saved from a Dinov2 task model (e.g. classification)
-        key = key[len("dinov2."):]
+    for prefix in ("dinov2.", "dinov2_with_registers."):  # weights saved from a task model (e.g. classification)
+        if key.startswith(prefix):
+            key = key[len(prefix):]
     for pattern, legacy in _V5_NAMES:
         key = pattern.sub(legacy, key)
     return key
@@ -37,9 +45,10 @@ def canonical_key(key: str) -> str:
 
 def config_from_hf(cfg: dict, where: str) -> ViTConfig:
     model_type = cfg.get("model_type", "dinov2")
-    if model_type != "dinov2":
-        raise ConversionError(f"{where}: model_type {model_type!r} is not supported (expected 'dinov2'; "
-                              "DINOv2 with registers is a different architecture)")
+    if model_type not in MODEL_TYPES:
+        raise ConversionError(f"{where}: model_type {model_type!r} is not a DINOv2 model (expected one of "
+                              f"{list(MODEL_TYPES)}; DINOv3 folders convert with `python -m convert dinov3`)")
+    registers = int(cfg.get("num_register_tokens", 4)) if model_type == "dinov2_with_registers" else 0
     if cfg.get("use_swiglu_ffn", False):
         raise ConversionError(f"{where}: use_swiglu_ffn=true (DINOv2-giant's SwiGLU MLP) is not supported")
     act = cfg.get("hidden_act", "gelu")
@@ -60,7 +69,9 @@ def config_from_hf(cfg: dict, where: str) -> ViTConfig:
         layerscale=True,
         class_token=True,
         pool="cls",
-        pos_interp="torch_bicubic",
+        # Dinov2WithRegistersEmbeddings resamples with antialias=True, Dinov2Embeddings without
+        pos_interp="torch_bicubic_aa" if registers else "torch_bicubic",
+        registers=registers,
     )
 
 
@@ -82,6 +93,7 @@ def rules(cfg: ViTConfig) -> list:
         rule(("cls_token",), "embeddings.cls_token", (1, 1, d)),
         rule(("mask_token",), "embeddings.mask_token", (1, d)),
         rule(("pos_embed",), "embeddings.position_embeddings", (1, 1 + g * g, d)),
+        *([rule(("registers",), "embeddings.register_tokens", (1, cfg.registers, d))] if cfg.registers else []),
         rule(("patch_embed", "kernel"), "embeddings.patch_embeddings.projection.weight", (d, 3, p, p), conv_kernel),
         rule(("patch_embed", "bias"), "embeddings.patch_embeddings.projection.bias", (d,)),
         *layernorm_rules(("norm",), "layernorm", d),
@@ -102,20 +114,23 @@ def rules(cfg: ViTConfig) -> list:
 
 
 def reference(src: Path):
-    """The original ``transformers.Dinov2Model``; returns f(pixels NHWC) -> (CLS, patch tokens) after the LN."""
+    """The original ``transformers.Dinov2Model`` (or ``Dinov2WithRegistersModel``); returns f(pixels NHWC) ->
+    (``pooler_output``, the patch tokens of ``last_hidden_state``) after the LN."""
     import torch
-    from transformers import Dinov2Model
+    from transformers import Dinov2Model, Dinov2WithRegistersModel
 
     from .hf import quiet_transformers
 
+    registers = read_json(src / "config.json").get("model_type") == "dinov2_with_registers"
     with quiet_transformers():
-        model = Dinov2Model.from_pretrained(str(src)).float().eval()
+        model = (Dinov2WithRegistersModel if registers else Dinov2Model).from_pretrained(str(src)).float().eval()
+    prefix = 1 + (model.config.num_register_tokens if registers else 0)
 
     def embed(pixels: np.ndarray):
         with torch.no_grad():
             out = model(pixel_values=torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous())
         h = out.last_hidden_state.numpy()
         b, gh, gw = pixels.shape[0], pixels.shape[1] // model.config.patch_size, pixels.shape[2] // model.config.patch_size
-        return h[:, 0], h[:, 1:].reshape(b, gh, gw, -1)
+        return out.pooler_output.numpy(), h[:, prefix:].reshape(b, gh, gw, -1)
 
     return embed

@@ -126,6 +126,18 @@ class quiet_transformers:
         return False
 
 
+# PIL's resampling filters by the numbers Hugging Face processors store (PILImageResampling)
+_PIL_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
+
+
+def resample_of(value, default: str, where: str) -> str:
+    if value is None:
+        return default
+    if value in _PIL_RESAMPLE:
+        return _PIL_RESAMPLE[value]
+    raise ConversionError(f"{where}: resample {value!r} is not supported (expected one of {_PIL_RESAMPLE})")
+
+
 def preprocessor_spec(pre: dict | None, cfg: ViTConfig, default: EncoderSpec, where: str, *,
                       center_crop: bool) -> tuple[EncoderSpec, str]:
     """The spec of a Hugging Face ``preprocessor_config.json`` (None: the folder has none, use ``default``'s
@@ -137,7 +149,7 @@ def preprocessor_spec(pre: dict | None, cfg: ViTConfig, default: EncoderSpec, wh
     """
     if pre is None:
         spec = EncoderSpec(cfg.family, cfg.image_size, cfg.patch_size, default.mean, default.std, default.resize,
-                           cfg.global_dim, cfg.width)
+                           cfg.global_dim, cfg.width, resample=default.resample)
         return spec, f"defaults of the registry entry (mean/std {default.mean[0]:g}/{default.std[0]:g}, " \
                      f"{default.resize}; no preprocessor_config.json)"
     if pre.get("do_center_crop", center_crop):
@@ -149,8 +161,9 @@ def preprocessor_spec(pre: dict | None, cfg: ViTConfig, default: EncoderSpec, wh
         resize = "shortest_edge_center_crop" if isinstance(value, dict) and "shortest_edge" in value else "direct"
     mean = tuple(float(x) for x in pre.get("image_mean", default.mean))
     std = tuple(float(x) for x in pre.get("image_std", default.std))
-    return (EncoderSpec(cfg.family, size, cfg.patch_size, mean, std, resize, cfg.global_dim, cfg.width),
-            "preprocessor_config.json")
+    resample = resample_of(pre.get("resample"), default.resample, f"{where} resample")
+    return (EncoderSpec(cfg.family, size, cfg.patch_size, mean, std, resize, cfg.global_dim, cfg.width,
+                        resample=resample), "preprocessor_config.json")
 
 
 def hf_folder(src: Path, weights: list[str], config_from_hf, default: EncoderSpec, *, center_crop: bool,

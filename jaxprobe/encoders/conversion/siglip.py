@@ -18,6 +18,8 @@ WEIGHTS = ["model.safetensors", "model.safetensors.index.json", "pytorch_model.b
 _VISION_DEFAULTS = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
                     "image_size": 224, "patch_size": 16, "layer_norm_eps": 1e-6, "hidden_act": "gelu_pytorch_tanh",
                     "vision_use_head": True}
+# the family command's defaults where a folder has no preprocessor_config.json (transformers' SiglipImageProcessor)
+DEFAULT_SPEC = EncoderSpec("siglip", 224, 16, (0.5,) * 3, (0.5,) * 3, "direct", 768, 768)
 _IGNORED_PREFIXES = ("text_model.", "logit_scale", "logit_bias")
 
 

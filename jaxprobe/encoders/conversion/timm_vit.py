@@ -19,6 +19,9 @@ from .source import Source
 WEIGHTS = ["open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "open_clip_pytorch_model.bin",
            "open_clip_model.bin", "pytorch_model.bin"]
 CONFIG = "open_clip_config.json"
+# where open_clip_config.json has no preprocess_cfg: open_clip's defaults (OpenAI CLIP mean/std, shortest edge + crop)
+DEFAULT_SPEC = EncoderSpec("timm_vit", 224, 16, (0.48145466, 0.4578275, 0.40821073),
+                           (0.26862954, 0.26130258, 0.27577711), "shortest_edge_center_crop", 512, 768)
 
 
 def _vision_cfg(cfg: dict, where: str) -> tuple[dict, int]:
@@ -27,8 +30,8 @@ def _vision_cfg(cfg: dict, where: str) -> tuple[dict, int]:
     if not isinstance(vc, dict):
         raise ConversionError(f"{where}: no model_cfg.vision_cfg")
     if not vc.get("timm_model_name"):
-        raise ConversionError(f"{where}: vision_cfg has no timm_model_name; only timm image towers (BiomedCLIP) "
-                              "are supported")
+        raise ConversionError(f"{where}: vision_cfg has no timm_model_name — an open_clip native tower; convert "
+                              "it with `python -m convert open_clip`")
     if "embed_dim" not in model_cfg:
         raise ConversionError(f"{where}: model_cfg.embed_dim missing")
     return vc, int(model_cfg["embed_dim"])
@@ -108,7 +111,7 @@ def spec_from_open_clip(cfg: dict, config: ViTConfig, where: str, default: Encod
         raise ConversionError(f"{where}: preprocess_cfg.interpolation={interpolation!r} is not supported")
     resize = "shortest_edge_center_crop" if mode == "shortest" else "direct"
     source = "open_clip_config.json preprocess_cfg" if pre else "defaults (open_clip: OpenAI CLIP mean/std)"
-    return EncoderSpec("timm_vit", config.image_size, config.patch_size, mean, std, resize, config.global_dim,
+    return EncoderSpec(config.family, config.image_size, config.patch_size, mean, std, resize, config.global_dim,
                        config.width), source
 
 

@@ -133,7 +133,6 @@ def test_p_values_are_roughly_uniform_when_models_are_equally_good():
     rng = np.random.default_rng(123)
     p_values = []
     for _ in range(120):
-        n = 200
         y = np.r_[np.ones(80, int), np.zeros(120, int)]
         scores = {"a": rng.normal(0.8 * y, 1), "b": rng.normal(0.8 * y, 1)}
         p_values.append(compare("auroc", y, scores, n_resamples=400, seed=int(rng.integers(1 << 30)),

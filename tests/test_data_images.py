@@ -12,7 +12,7 @@ import pydicom
 import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
-from pydicom.dataset import FileMetaDataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from jaxprobe.data import images
@@ -146,6 +146,28 @@ def test_voi_lut_sequence(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         np.testing.assert_array_equal(read_image(tmp_path / "rescaled.dcm"), read_image(path))
+
+
+def test_prefer_voi_lut_picks_the_lut_or_the_window_when_a_file_has_both(tmp_path):
+    """A file with a VOI LUT Sequence and a window: prefer_voi_lut chooses which one is applied. Oracle: pydicom's
+    apply_voi_lut with prefer_lut True / False, each scaled to 8 bits from its output range (the LUT's 10 bits, the
+    12-bit stored range for the window)."""
+    from pydicom.pixels import apply_voi_lut
+
+    pixels = (np.arange(48).reshape(6, 8) * 85) % 4096
+    lut = Dataset()
+    lut.add_new(0x00283002, "US", [4096, 0, 10])  # LUT Descriptor: entries, first stored value, bits
+    lut.add_new(0x00283006, "US", np.rint(np.sqrt(np.arange(4096) / 4095) * 1023).astype(int).tolist())
+    path = write_dicom(tmp_path / "both.dcm", pixels, WindowCenter="1500", WindowWidth="1000",
+                       VOILUTSequence=[lut])
+    ds = pydicom.dcmread(path)
+    stored = ds.pixel_array
+    with_lut = to8(apply_voi_lut(stored, ds, prefer_lut=True), 0, 2**10 - 1)
+    with_window = to8(apply_voi_lut(stored, ds, prefer_lut=False), 0, 2**12 - 1)
+    assert np.count_nonzero(with_lut != with_window) > pixels.size // 2
+    np.testing.assert_array_equal(read_image(path, prefer_voi_lut=True), with_lut)
+    np.testing.assert_array_equal(read_image(path), with_lut)  # the default prefers the LUT
+    np.testing.assert_array_equal(read_image(path, prefer_voi_lut=False), with_window)
 
 
 def test_modality_lut_sequence():

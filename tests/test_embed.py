@@ -104,6 +104,42 @@ def test_resume_after_sigkill_gives_identical_store(tmp_path):
         np.testing.assert_array_equal(_arrays(resumed)[k], v, err_msg=k)
 
 
+def _extract_recording(root, n, loaded, **kw):
+    """W.run's extraction with a load function that records the rows it is asked for."""
+    load = W.make_load_fn()
+
+    def recording(i):
+        loaded.append(i)
+        return load(i)
+    return extract(W.tiny_encoder(), W.ids(n), recording, root, name="tiny", batch_size=8, chunk_size=16,
+                   workers=2, mask_size=W.SIZE, targets={"label": np.arange(n) % 2}, progress=False, **kw)
+
+
+def test_resume_fills_the_gaps_a_multi_process_extraction_left(tmp_path, monkeypatch):
+    """Process 0 of a two-process extraction writes chunks 0 and 2 of 4 and its partner never writes: the done
+    chunks are not a prefix. A one-process resume embeds exactly chunks 1 and 3 and gives a store byte-equal to one
+    written in one go."""
+    import jax
+
+    n = 64  # 4 chunks of 16
+    with monkeypatch.context() as m:
+        m.setattr(jax, "process_count", lambda: 2)
+        m.setattr(jax, "process_index", lambda: 0)
+        first = []
+        with pytest.raises(StoreError, match="2 chunks still missing"):
+            _extract_recording(tmp_path / "gaps", n, first, wait_timeout=0)
+    assert sorted(first) == [*range(0, 16), *range(32, 48)]
+    partial = Store.open(next((tmp_path / "gaps").iterdir()))
+    assert partial.pending_chunks() == [1, 3] and not partial.complete
+    resumed = []
+    store = _extract_recording(tmp_path / "gaps", n, resumed)
+    assert sorted(resumed) == [*range(16, 32), *range(48, 64)]
+    fresh = W.run(tmp_path / "fresh", n)
+    assert store.path.name == fresh.path.name and store.complete
+    for name in ("global", "patches", "masks"):
+        assert (store.path / f"{name}.npy").read_bytes() == (fresh.path / f"{name}.npy").read_bytes(), name
+
+
 def test_four_devices_match_one(tmp_path):
     out = subprocess.run([sys.executable, WORKER, str(tmp_path / "four"), "--n", "40"], env=_env(4),
                          capture_output=True, text=True, timeout=300)

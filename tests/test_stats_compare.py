@@ -133,7 +133,6 @@ def test_p_values_are_roughly_uniform_when_models_are_equally_good():
     rng = np.random.default_rng(123)
     p_values = []
     for _ in range(120):
-        n = 200
         y = np.r_[np.ones(80, int), np.zeros(120, int)]
         scores = {"a": rng.normal(0.8 * y, 1), "b": rng.normal(0.8 * y, 1)}
         p_values.append(compare("auroc", y, scores, n_resamples=400, seed=int(rng.integers(1 << 30)),
@@ -237,3 +236,82 @@ def test_undefined_p_stays_undefined_after_bonferroni_and_small_sets_are_flagged
     rng = np.random.default_rng(0)
     big = rng.integers(0, 2, 200)
     assert not compare("auroc", big, {"a": rng.random(200), "b": rng.random(200)}, n_resamples=100).warnings
+
+
+def test_ranking_resamples_are_stratified_by_class_as_the_settings_say():
+    """One positive in ten cases: a stratified resample draws that positive exactly once, so AUROC and AUPRC are
+    defined on every resample even when one-class resamples are dropped rather than redrawn (unstratified, about
+    0.9**10 = 35 % of them would hold no positive). Oracle: scikit-learn on each row of the stratified count
+    matrix."""
+    from sklearn import metrics as skm
+
+    from jaxprobe import bootstrap as bs
+
+    y = np.zeros(10, int)
+    y[3] = 1
+    scores = {"a": np.linspace(0.0, 0.9, 10), "b": np.array([0.5, 0.1, 0.9, 0.6, 0.2, 0.8, 0.3, 0.7, 0.4, 0.0])}
+    B = 200
+    dropped = compare_metrics(["auroc", "auprc"], y, scores, n_resamples=B, seed=5, degenerate="drop",
+                              with_delong=False)
+    for result in dropped.values():
+        assert result.settings["stratified"] is True
+        assert [r.n_valid for r in result.models.values()] == [B, B]
+        assert not np.isnan(result.replicates).any()
+    counts = bs.resample_counts(bs.ResamplePlan(10, B, seed=5, strata=y))
+    assert (counts[:, 3] == 1).all() and (counts.sum(axis=1) == 10).all()
+    result = compare_metrics(["auroc", "auprc"], y, scores, n_resamples=B, seed=5, with_delong=False)
+    for b in range(0, B, 10):
+        idx = np.repeat(np.arange(10), counts[b])
+        for m, name in enumerate(scores):
+            yb, sb = y[idx], scores[name][idx]
+            assert result["auroc"].replicates[m, b] == pytest.approx(skm.roc_auc_score(yb, sb), abs=1e-12)
+            assert result["average_precision"].replicates[m, b] == pytest.approx(
+                skm.average_precision_score(yb, sb), abs=1e-12)
+
+
+def _graded_models(k, seed=0, n=120):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.5).astype(int)
+    return y, {f"m{i}": rng.normal((1.5 - 0.5 * i) * y, 1) for i in range(k)}
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_bonferroni_family_is_the_number_of_pairs(k):
+    """Two models make one pair (no correction), four make six: p_adjusted = min(1, pairs x p) and the verdict is
+    p < alpha / pairs, for the bootstrap and for DeLong's test alike."""
+    y, scores = _graded_models(k)
+    family = k * (k - 1) // 2
+    result = compare("auroc", y, scores, n_resamples=400, seed=1)
+    assert len(result.pairs) == family == result.settings["n_comparisons"]
+    assert result.settings["bonferroni_threshold"] == pytest.approx(0.05 / family)
+    for p in result.pairs:
+        assert p.p_adjusted == pytest.approx(min(1.0, family * p.p_value), rel=1e-12)
+        assert p.significant == (p.p_value < 0.05 / family)
+    assert any(family * p.p_value < 1 for p in result.pairs)  # some pair where the family size shows
+    for dl in result.delong["pairs"]:
+        assert dl["p_adjusted"] == pytest.approx(min(1.0, family * dl["p_value"]), rel=1e-12)
+        assert dl["significant"] == (dl["p_value"] < 0.05 / family)
+
+
+@pytest.mark.parametrize("level, z", [(0.95, 1.959963984540054), (0.9, 1.6448536269514722)])
+def test_delong_interval_is_auroc_plus_minus_the_normal_quantile_times_the_se(level, z):
+    """The per-model interval is AUROC +- z_(1+level)/2 x sqrt(var), var from DeLong's structural components
+    computed over all positive-negative pairs; the AUROC is scikit-learn's."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(11)
+    y = np.r_[np.ones(12, int), np.zeros(18, int)]
+    scores = {"a": np.round(rng.normal(0.6 * y, 1), 1), "b": rng.normal(0.3 * y, 1)}
+    auc, cov = _delong_brute_force(y, np.stack(list(scores.values())))
+    result = delong(y, scores, ci_level=level)
+    boot = compare("auroc", y, scores, n_resamples=50, ci_level=level)
+    for i, m in enumerate(scores):
+        assert auc[i] == pytest.approx(roc_auc_score(y, scores[m]), abs=1e-12)
+        half = z * np.sqrt(cov[i, i])
+        expected = (auc[i] - half, auc[i] + half)
+        assert 0 < expected[0] and expected[1] < 1  # not clipped
+        assert result.ci(m) == pytest.approx(expected, abs=1e-12)
+        reported = boot.delong["models"][m]
+        assert (reported["ci_low"], reported["ci_high"]) == pytest.approx(expected, abs=1e-12)
+        assert reported["auroc"] == pytest.approx(roc_auc_score(y, scores[m]), abs=1e-12)
+        assert reported["se"] == pytest.approx(np.sqrt(cov[i, i]), abs=1e-12)

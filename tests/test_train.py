@@ -145,6 +145,54 @@ def test_early_stopping_stops_and_keeps_the_best_weights():
     assert restored_val < seen[-1]
 
 
+def test_the_best_epochs_batch_norm_statistics_come_back_with_its_weights():
+    """The kept head is the best epoch's whole state: its weights and its BatchNorm running statistics. Validation
+    masks are the complement of the drawn rectangles, so the validation loss rises as the segmenter learns and
+    training runs ``patience`` epochs past the best one. The returned head in evaluation mode must reproduce the
+    best epoch's recorded validation loss (BCE of logits from its definition, over every pixel of every case)."""
+    data = segmentation_data()
+    targets = data.targets.copy()
+    targets[SPLIT[1]] = 1 - targets[SPLIT[1]]
+    data = ProbeData(data.features, targets, data.case_ids)
+    config = TrainConfig(learning_rate=1e-2, max_epochs=12, patience=3)
+    result = fit(lambda rngs: CrossAttentionSegmenter(C, D, G, S, rngs=rngs, **TINY), data, *SPLIT[:2], config,
+                 loss="bce", progress=False)
+    member = result.members[0]
+    best = member["best_epoch"]
+    assert member["early_stopped"] and best < member["epochs_trained"] - 1
+    val_losses = [v[0] for v in result.history["val_loss"]]
+    assert val_losses[best] == member["best_val_loss"] < val_losses[-1]
+    head = result.head(0)
+    logits = np.asarray(head(np.asarray(data.features["patches"][SPLIT[1]], np.float32),
+                             data.features["global"][SPLIT[1]]), np.float64)
+    y = targets[SPLIT[1]].astype(np.float64)
+    restored = np.mean(np.logaddexp(0.0, logits) - logits * y)
+    assert restored == pytest.approx(val_losses[best], rel=1e-5)
+
+
+def test_the_first_epochs_training_loss_is_the_mean_loss_of_the_initial_head():
+    """The reported training loss is the mean per-case loss. With one (padded) batch, the first epoch's is the
+    initial head's loss over the training set; with a learning rate of 0, so is the loss of every batch of an
+    epoch of several batches (the last padded). Oracles: scikit-learn's log loss and the squared error written out,
+    from the initial weights (member seed 3)."""
+    from flax import nnx
+    from scipy.special import expit
+    from sklearn.metrics import log_loss
+
+    train, val = np.arange(40), np.arange(200, 240)
+    initial = LinearProbe(D, rngs=nnx.Rngs(3))
+    w, b = np.asarray(initial.dense.kernel[...], np.float64)[:, 0], float(initial.dense.bias[...][0])
+    for kind, config in (("bce", TrainConfig(learning_rate=1e-2, max_epochs=1, batch_size=64, seeds=(3,))),
+                         ("mse", TrainConfig(learning_rate=0.0, max_epochs=2, batch_size=16, seeds=(3,)))):
+        data = scalar_data(kind)
+        logits = data.features["global"][train].astype(np.float64) @ w + b
+        y = data.targets[train].astype(np.float64)
+        expected = log_loss(y, expit(logits)) if kind == "bce" else np.mean((logits - y) ** 2)
+        result = fit(lambda rngs: LinearProbe(D, rngs=rngs), data, train, val, config, loss=kind, progress=False)
+        for epoch_losses in result.history["train_loss"]:
+            assert epoch_losses[0] == pytest.approx(expected, rel=1e-5), kind
+
+
 def test_members_are_the_runs_they_replace():
     data = scalar_data("bce")
     make = lambda rngs: LinearProbe(D, rngs=rngs)  # noqa: E731

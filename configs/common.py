@@ -20,7 +20,7 @@ def encoder_block(checkpoint: str = "", family: str = "", display_name: str = ""
     # empty: random weights (registered encoders only)
     e.checkpoint = checkpoint
     e.input_size = 0  # 0: the checkpoint's own
-    e.family = family  # "": the registry entry's; for a config-declared encoder: dinov2 | siglip | timm_vit | ...
+    e.family = family  # "": the registry entry's; for a config-declared encoder: dinov2 | dinov3 | siglip | clip | open_clip | timm_vit
     e.display_name = display_name  # "": the registry entry's (or the name)
     return e
 

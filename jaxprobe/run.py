@@ -161,7 +161,8 @@ def collect_predictions(config: ConfigDict, task: Task, workdir: Path):
     return loaded.predictions, loaded.y_true, loaded.case_ids
 
 
-def statistics(config: ConfigDict, task: Task, workdir: Path, baselines: dict | None = None):
+def statistics(config: ConfigDict, task: Task, workdir: Path, baselines: dict | None = None,
+               encoders: dict | None = None):
     from . import results
     from .heads import SCENARIOS
     from .stats import compare_metrics
@@ -173,7 +174,7 @@ def statistics(config: ConfigDict, task: Task, workdir: Path, baselines: dict | 
         stratify=s.stratified if task.stratifiable else None, empty_mask_rule=s.empty_mask_rule,
         mask_threshold=s.mask_threshold, pr_auc=s.pr_auc, point_estimate=s.point_estimate, alpha=s.alpha,
         shared_truth=task.shared_truth, test=s.test)
-    extra = {"seeds": seed_spread(config, task, workdir)}
+    extra = {"seeds": seed_spread(config, task, workdir), "encoders": encoders}
     if task.metric_kind == "ranking":
         extra["operating_points"] = operating_points(config, workdir, preds, y_true)
     return results.write_analysis(workdir, task=config.title, scenario=SCENARIOS[config.head.name], extra=extra,
@@ -284,10 +285,11 @@ def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
         inputs = load_inputs(config, task, workdir)
     segmentation = task.target_kind == "mask"
     cases = cases_digest(inputs)
-    trivial = {}
+    trivial, provenance = {}, {}
     for name in config.encoders.names:
         with timings.stage(f"embed:{name}"):
             encoder, store = store_for(config, task, name, inputs)
+        provenance[name] = encoder.provenance()
         trivial[name] = baselines.for_encoder(task, store, config.target, inputs.rows("train"), inputs.rows("test"),
                                               list(config.stats.metrics), pr_auc=config.stats.pr_auc,
                                               empty_mask_rule=config.stats.empty_mask_rule)
@@ -316,7 +318,7 @@ def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
                 predictions.write_validation(workdir, name, predict(result, data, rows["val"]))
             predictions.write(workdir, name, result, test, empty_mask_rule=config.stats.empty_mask_rule)
     with timings.stage("statistics"):
-        statistics(config, task, workdir, baselines.gather(trivial))
+        statistics(config, task, workdir, baselines.gather(trivial), provenance)
     with timings.stage("report"):
         from .report import build_report
 

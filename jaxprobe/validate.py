@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,6 @@ from ml_collections import ConfigDict
 
 from . import metrics, tasks
 from .errors import ConfigError, JaxprobeError
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")  # org/name[@revision]
 
 
 def _problems(config: ConfigDict):
@@ -152,6 +149,7 @@ def _data(config):
 
 def _encoders(config):
     from .encoders import families, registry
+    from .encoders.conversion.hub import is_hub_id
     from .encoders.transformer import DTYPES
 
     names = tuple(config.encoders.names)
@@ -186,7 +184,7 @@ def _encoders(config):
             if found != expected:  # a BiomedCLIP folder given as rad_dino would run and be reported as RAD-DINO
                 yield f"encoders.{name}.checkpoint", (f"{e.checkpoint} holds a {found} encoder, but {name} is a "
                                                       f"{expected} encoder")
-        if e.checkpoint and not Path(e.checkpoint).exists() and not _HUB_ID.match(e.checkpoint):
+        if e.checkpoint and not Path(e.checkpoint).exists() and not is_hub_id(e.checkpoint):
             yield f"encoders.{name}.checkpoint", (f"{e.checkpoint} is neither a folder nor a Hugging Face hub id "
                                                   "(org/name)")
         if not _number(e.input_size, 0, 8192, integer=True):

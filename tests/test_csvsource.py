@@ -122,3 +122,69 @@ def test_the_example_config_runs_every_task_on_a_cohort_csv(tmp_path, task):
     split = dict(line.split(",") for line in (tmp_path / "w" / "split.csv").read_text().splitlines()[1:])
     expected = {r[0]: r[-1] for r in rows[1:]}
     assert all(split[k] == expected[k] for k in split)  # the cohort's own split, not a seeded one
+
+
+FIVE_CONFIG = '''"""A user's comparison: the study's three encoders, DINOv3 from the registry and a CLIP declared by hub id, on a
+cohort CSV (a test's analysis)."""
+from jaxprobe.config import module_beside
+
+common = module_beside(COMMON, None)
+csv_cls = module_beside(CSV_CLS, None)
+
+
+def get_config(arg=None):
+    c = csv_cls.get_config(arg)
+    c.encoders.names = c.encoders.names + ("dinov3_vitb16", "my_clip")
+    c.encoders.dinov3_vitb16 = common.encoder_block()
+    c.encoders.my_clip = common.encoder_block(family="clip", checkpoint="radiology/tiny-clip", display_name="My CLIP")
+    return c
+'''
+
+
+def test_five_encoders_two_new_families_on_a_cohort_csv(tmp_path):
+    """The issue's end-to-end check: five encoders (three of the study, DINOv3 at random init from the registry, a
+    transformers CLIP declared in the config alone and given as a hub id, resolved offline from a real cache
+    layout and converted with its parity check) on a phantom cohort written as PNG + CSV. Ten pairs under
+    Bonferroni, Table 2 rows, the pairwise matrix figure, ROC curves, and where each encoder came from."""
+    import os
+    import subprocess
+    import sys
+
+    from jaxprobe.data.csvsource import write_phantom_cohort
+    from reference_models import make_clip
+
+    commit = "fedcba9876543210fedcba9876543210fedcba98"
+    repo = tmp_path / "hub" / "models--radiology--tiny-clip"
+    make_clip(repo / "snapshots" / commit, full=False, kind="vision_proj", projection_dim=24, preprocessor=None,
+              seed=2, num_attention_heads=1)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    cohort = write_phantom_cohort(tmp_path / "cohort", n=40, seed=1, size=96)
+    config = tmp_path / "five.py"
+    config.write_text(FIVE_CONFIG.replace("COMMON", repr(str(CONFIGS / "common.py")))
+                      .replace("CSV_CLS", repr(str(CONFIGS / "csv_cls.py"))))
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-m", "jaxprobe.run", "--config", str(config), "--workdir",
+                           str(tmp_path / "w"), f"--config.cache_dir={tmp_path / 'c'}",
+                           f"--config.data.table.path={cohort}", *SMALL, "--config.encoders.dinov3_vitb16.input_size=64"],
+                          env=env, capture_output=True, text=True, cwd=CONFIGS.parent, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    w = tmp_path / "w"
+    results = json.loads((w / "results.json").read_text())
+    names = ["rad_dino", "chexagent", "biomedclip", "dinov3_vitb16", "my_clip"]
+    assert results["models"] == names
+    assert results["settings"]["n_comparisons"] == 10
+    assert results["settings"]["bonferroni_threshold"] == pytest.approx(0.05 / 10)
+    for metric in results["metrics"].values():
+        assert len(metric["pairs"]) == 10 and set(metric["models"]) == set(names)
+    assert results["display_names"]["my_clip"] == "My CLIP" and results["display_names"]["dinov3_vitb16"] == "DINOv3"
+    enc = results["encoders"]
+    assert enc["my_clip"]["hub"] == f"radiology/tiny-clip@{commit}" and enc["my_clip"]["family"] == "clip"
+    assert enc["dinov3_vitb16"]["random"] and enc["dinov3_vitb16"]["family"] == "dinov3"
+    table = (w / "table.md").read_text()
+    assert "| My CLIP |" in table and "| DINOv3 |" in table
+    assert len((w / "pairwise.csv").read_text().splitlines()) == 1 + 10 * len(results["metrics"])
+    figures = {p.name for p in (w / "report" / "figures").glob("*.png")}
+    assert any(n.endswith("_pairwise.png") for n in figures), figures
+    assert any("roc" in n for n in figures), figures
+    assert "-> passed" in (w / "run.log").read_text()  # the CLIP was converted with its parity check

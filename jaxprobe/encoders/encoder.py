@@ -65,6 +65,13 @@ class Encoder:
                 "dtype": self.dtype, "precision": self.precision,
                 "weights_sha256": self.meta.get("provenance", {}).get("sha256"), "seed": self.meta.get("seed")}
 
+    def provenance(self) -> dict[str, Any]:
+        """Where this encoder's weights came from, as results.json records it: family, the converted folder (or
+        ``random:<name>``), the hub snapshot ``repo@commit`` it was converted from (if any), the weights' SHA-256."""
+        prov = self.meta.get("provenance", {})
+        return {"family": self.config.family, "source": self.source, "random": self.source.startswith("random:"),
+                "hub": prov.get("hub"), "original": prov.get("src"), "weights_sha256": prov.get("sha256")}
+
     def check_pixels(self, pixels) -> None:
         s = self.spec.input_size
         shape = tuple(pixels.shape)

@@ -92,6 +92,22 @@ def test_medsiglip_layout(tmp_path):
         entry.config.width, entry.config.mlp_dim, entry.config.num_heads)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", [
+    dict(patch_size=32, hidden_size=768, intermediate_size=3072, num_attention_heads=12),   # OpenAI ViT-B/32
+    dict(patch_size=14, hidden_size=1024, intermediate_size=4096, num_attention_heads=16),  # OpenAI ViT-L/14
+])
+def test_openai_clip_layouts(tmp_path, layout):
+    """OpenAI's other CLIP layouts at their full width, patch size and resolution (two blocks each, to keep it
+    short; depth is only a count): QuickGELU, pre-norm, projection to 512 / 768."""
+    proj = 768 if layout["hidden_size"] == 1024 else 512
+    src = make_clip(tmp_path / "src", full=True, projection_dim=proj, num_hidden_layers=2, **layout)
+    report = _passed(convert.convert("clip", src, tmp_path / "out", n_images=1), 224)
+    g = 224 // layout["patch_size"]
+    assert report["cases"][0]["patches_shape"] == [1, g, g, layout["hidden_size"]]
+    assert report["cases"][0]["global_shape"] == [1, proj]
+
+
 # ------------------------------------------------------------------------------------- layouts and namings
 
 def _same(a, b):

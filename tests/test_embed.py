@@ -129,7 +129,7 @@ def test_resume_fills_the_gaps_a_multi_process_extraction_left(tmp_path, monkeyp
         with pytest.raises(StoreError, match="2 chunks still missing"):
             _extract_recording(tmp_path / "gaps", n, first, wait_timeout=0)
     assert sorted(first) == [*range(0, 16), *range(32, 48)]
-    partial = Store.open(next((tmp_path / "gaps").iterdir()))
+    partial = Store.open(_store_dir(tmp_path / "gaps"))
     assert partial.pending_chunks() == [1, 3] and not partial.complete
     resumed = []
     store = _extract_recording(tmp_path / "gaps", n, resumed)
@@ -140,12 +140,18 @@ def test_resume_fills_the_gaps_a_multi_process_extraction_left(tmp_path, monkeyp
         assert (store.path / f"{name}.npy").read_bytes() == (fresh.path / f"{name}.npy").read_bytes(), name
 
 
+def _store_dir(root):
+    """The one store folder under ``root`` (beside it lies the extraction's lock file)."""
+    (folder,) = [p for p in root.iterdir() if p.is_dir()]
+    return folder
+
+
 def test_four_devices_match_one(tmp_path):
     out = subprocess.run([sys.executable, WORKER, str(tmp_path / "four"), "--n", "40"], env=_env(4),
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "4 device(s)" in out.stdout
-    four = Store.open(next((tmp_path / "four").iterdir()))
+    four = Store.open(_store_dir(tmp_path / "four"))
     one = W.run(tmp_path / "one", 40)
     np.testing.assert_allclose(four.global_embeddings, one.global_embeddings, rtol=1e-4, atol=2e-5)
     np.testing.assert_allclose(four.patches.astype(np.float32), one.patches.astype(np.float32), atol=2e-3)
@@ -166,7 +172,7 @@ def test_two_processes_match_one(tmp_path):
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     assert "process 1/2" in outs[1]
-    two = Store.open(next((tmp_path / "two").iterdir()))
+    two = Store.open(_store_dir(tmp_path / "two"))
     one = W.run(tmp_path / "one", 70)
     assert two.path.name == one.path.name
     for k, v in _arrays(one).items():

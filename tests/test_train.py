@@ -340,8 +340,8 @@ def test_a_damaged_checkpoint_falls_back_to_the_older_step(tmp_path):
 MULTI_DEVICE = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
-    sys.path.insert(0, ".")
-    from tests.test_train import segmentation_data, C, D, G, S, TINY, SPLIT
+    sys.path[:0] = [".", "tests"]  # by file, not as a "tests" package (an installed one would shadow it)
+    from test_train import segmentation_data, C, D, G, S, TINY, SPLIT
     from jaxprobe.heads import CrossAttentionSegmenter
     from jaxprobe.train import TrainConfig, data_mesh, fit
     assert len(jax.devices()) == 4, jax.devices()

@@ -277,6 +277,13 @@ HEADS = ("linear_seg", "custom_seg", "linear")
 SCENARIOS = {"linear_seg": "linear probe", "custom_seg": "custom model", "linear": "linear probe"}
 
 
+# What each head needs in the embedding store: the global embeddings always (small; trivial baselines and the
+# report read them), the patch tokens only for the heads that read them.
+FEATURES = {name: ("global", "patches") if "patches" in cls.inputs else ("global",)
+            for name, cls in (("linear_seg", LinearSegProbe), ("custom_seg", CrossAttentionSegmenter),
+                              ("linear", LinearProbe))}
+
+
 def make_head(name: str, spec: EncoderSpec, *, rngs: nnx.Rngs, **options) -> nnx.Module:
     """Build head ``name`` ("linear_seg" | "custom_seg" | "linear") with its sizes taken from the encoder spec;
     ``options`` are the custom segmenter's internal widths (widths, refine_size, num_heads, attention_dim) or

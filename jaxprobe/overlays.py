@@ -22,7 +22,8 @@ def write_overlays(config, inputs, workdir: Path, n: int = 4) -> Path:
     names = list(config.encoders.names)
     fig, axes = plt.subplots(len(test), len(names), figsize=(3.2 * len(names), 3.2 * len(test)), squeeze=False)
     for j, name in enumerate(names):
-        store = Store.open(predictions.read_head(workdir, name)["store"])
+        head = predictions.read_head(workdir, name)
+        store = Store.open(head["store"]).bind_masks(head["masks"])
         spec = EncoderSpec.from_dict(store.meta["identity"]["spec"])
         row_of = {cid: k for k, cid in enumerate(store.ids)}
         pred_ids, pred_masks = predictions.load_masks(workdir, name)

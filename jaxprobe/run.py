@@ -75,7 +75,7 @@ class Timings:
 def probe_data(config: ConfigDict, task: Task, store):
     from .train import ProbeData
 
-    features = {"global": store.global_embeddings, "patches": store.patches}
+    features = {name: store.array(name) for name in store.features}
     return ProbeData(features=features, targets=task.probe_targets(store, config.target), case_ids=store.ids)
 
 
@@ -271,6 +271,7 @@ def run_analysis(config: ConfigDict, workdir: Path) -> Path:
 
 def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
     from . import baselines, predictions
+    from .heads import FEATURES
     from .train import fit, predict
 
     validate(config)
@@ -288,7 +289,7 @@ def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
     trivial, provenance = {}, {}
     for name in config.encoders.names:
         with timings.stage(f"embed:{name}"):
-            encoder, store = store_for(config, task, name, inputs)
+            encoder, store = store_for(config, task, name, inputs, FEATURES[config.head.name])
         provenance[name] = encoder.provenance()
         trivial[name] = baselines.for_encoder(task, store, config.target, inputs.rows("train"), inputs.rows("test"),
                                               list(config.stats.metrics), pr_auc=config.stats.pr_auc,
@@ -296,7 +297,7 @@ def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
         make_head, sizes = head_factory(config, encoder.spec)
         setup = json.loads(json.dumps({"head": config.head.name, "sizes": sizes, "loss": task.loss,
                                        "train": tcfg.identity(), "encoder": encoder.identity(),
-                                       "store": str(store.path), "cases": cases}, default=str))
+                                       "store": str(store.path), "masks": store.mask_part, "cases": cases}, default=str))
         if predictions.summary_file(workdir, name).exists():
             check_same_setup(predictions.head_file(workdir, name), setup)
             log.info(f"{name}: predictions exist, skipping training")

@@ -47,6 +47,49 @@ def test_store_equals_direct_embedding_and_readers_work(tmp_path):
     np.testing.assert_array_equal(np.asarray(on_device["global"]), store.global_embeddings)
 
 
+class _Counting:
+    """The tiny encoder, counting the images it embeds."""
+
+    def __init__(self):
+        self.inner, self.images = W.tiny_encoder(), 0
+        self.spec = self.inner.spec
+
+    def identity(self):
+        return self.inner.identity()
+
+    def embed(self, pixels):
+        self.images += len(pixels)
+        return self.inner.embed(pixels)
+
+
+def test_one_store_per_image_set_holds_what_the_heads_read(tmp_path):
+    """A global-only extraction writes no patch tokens; a later one with patches builds the store that every
+    analysis of the image set then shares: global-only requests read it, and a second mask target is added as a
+    side array by loading the masks alone (the encoder runs for no image)."""
+    n, kw = 20, dict(name="tiny", batch_size=8, chunk_size=16, progress=False, workers=2)
+    load = W.make_load_fn()
+    small = extract(W.tiny_encoder(), W.ids(n), load, tmp_path, features=("global",), **kw)
+    assert small.features == ("global",) and not (small.path / "patches.npy").exists()
+    with pytest.raises(StoreError, match="global embeddings only"):
+        small.patches
+    full = extract(W.tiny_encoder(), W.ids(n), load, tmp_path, mask_size=W.SIZE, mask_settings={"target": "a"},
+                   **kw)
+    assert full.path != small.path and (full.path / "patches.npy").exists()
+    np.testing.assert_array_equal(full.global_embeddings, small.global_embeddings)
+    counting = _Counting()
+    shared = extract(counting, W.ids(n), load, tmp_path, features=("global",), **kw)
+    assert shared.path == full.path and counting.images == 0
+    # another mask target (here: the inverted masks) is a side array of the same store, encoder not run
+    inverted = lambda i: {**load(i), "mask": ~load(i)["mask"]}  # noqa: E731
+    other = extract(counting, W.ids(n), inverted, tmp_path, mask_size=W.SIZE, mask_settings={"target": "b"}, **kw)
+    assert other.path == full.path and counting.images == 0
+    assert other.mask_part != full.mask_part
+    np.testing.assert_array_equal(other.masks(np.arange(n)), ~full.masks(np.arange(n)))
+    np.testing.assert_array_equal(Store.open(full.path).bind_masks(full.mask_part).masks(np.arange(n)),
+                                  np.stack([load(i)["mask"] for i in range(n)]))
+    assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 2  # the global-only one and the shared one
+
+
 def test_rerun_reuses_and_changes_give_new_stores(tmp_path):
     logs = []
     first = W.run(tmp_path, 20)
@@ -136,7 +179,8 @@ def test_resume_fills_the_gaps_a_multi_process_extraction_left(tmp_path, monkeyp
     assert sorted(resumed) == [*range(16, 32), *range(48, 64)]
     fresh = W.run(tmp_path / "fresh", n)
     assert store.path.name == fresh.path.name and store.complete
-    for name in ("global", "patches", "masks"):
+    assert store.mask_part == fresh.mask_part and store.mask_part.startswith("masks-")
+    for name in ("global", "patches", store.mask_part):
         assert (store.path / f"{name}.npy").read_bytes() == (fresh.path / f"{name}.npy").read_bytes(), name
 
 

@@ -149,6 +149,31 @@ def test_rerun_reuses_stores_and_heads(tmp_path, cache, capsys):
     assert (tmp_path / "a" / "predictions" / "rad_dino" / "summary.json").is_file()
 
 
+def test_the_cardiomegaly_analyses_share_one_store_per_encoder(tmp_path):
+    """The segmentation analyses build one store per encoder with patch tokens and add their masks as side arrays
+    (heart for both heads: one side array); the classification and regression analyses of the same images read
+    its global embeddings instead of writing stores of their own."""
+    from jaxprobe.embed import Store
+
+    cache = tmp_path / "c"
+    for analysis in ("heart_linear", "heart_custom", "cmg_cls", "ctr_reg"):
+        assert _run(analysis, tmp_path / analysis, cache) == 0
+    stores = sorted(p for p in (cache / "embeddings").iterdir() if p.is_dir())
+    assert [p.name.rsplit("-", 1)[0] for p in stores] == ["biomedclip", "chexagent", "rad_dino"]
+    for path in stores:
+        store = Store.open(path)
+        assert store.features == ("global", "patches") and len(store.meta["sides"]) == 1
+    for analysis in ("cmg_cls", "ctr_reg"):
+        assert (tmp_path / analysis / "run.log").read_text().count("complete, reusing (its global, patches)") == 3
+
+
+def test_a_global_only_analysis_writes_no_patch_tokens(tmp_path, cache):
+    assert _run("ptx_cls", tmp_path / "w", tmp_path / "c") == 0
+    stores = [p for p in (tmp_path / "c" / "embeddings").iterdir() if p.is_dir()]
+    assert len(stores) == 3 and not any((p / "patches.npy").exists() for p in stores)
+    assert all(not list(p.glob("masks-*.npy")) for p in stores)
+
+
 def test_paper_writes_one_combined_report(tmp_path, cache):
     each = ["--each." + s[len("--config."):] for s in SMALL if "n_resamples" not in s]
     rc = main(["--config", str(CONFIGS / "paper.py"), "--workdir", str(tmp_path), f"--config.cache_dir={cache}",

@@ -29,6 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     from ..embed.analysis import store_for
+    from ..heads import FEATURES
     from ..inputs import check_target, load_inputs
     from ..validate import validate
 
@@ -51,7 +52,8 @@ def _main(argv: list[str]) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     inputs = load_inputs(config, task, workdir)
     for name in config.encoders.names:
-        _, store = store_for(config, task, name, inputs, log=logging.getLogger("jaxprobe.embed").info)
+        _, store = store_for(config, task, name, inputs, FEATURES[config.head.name],
+                             log=logging.getLogger("jaxprobe.embed").info)
         print(f"{name}: {store.path} ({store.n} records)")
     return 0
 

@@ -106,13 +106,22 @@ def convert_cached(config: ConfigDict, name: str, src: Path, hub: str | None = N
     return out
 
 
-def store_for(config: ConfigDict, task: Task, name: str, inputs: Inputs, log=log.info):
-    """The encoder ``name`` of the analysis and its (built, resumed or reused) embedding store of ``inputs``."""
+def store_for(config: ConfigDict, task: Task, name: str, inputs: Inputs, features, log=log.info):
+    """The encoder ``name`` of the analysis and its (built, resumed, shared or reused) embedding store of ``inputs``.
+
+    The store holds ``features`` (what the head reads: ``jaxprobe.heads.FEATURES``) and is keyed by the encoder and
+    the images alone, so the analyses of one image set share it; a mask target is a side array of it, keyed by
+    the target and how masks are resampled."""
     encoder = encoder_for(config, name)
     log(f"{name}: {encoder}")
     mask = config.target if task.target_kind == "mask" else None
+    reading = inputs.extra.get("reading", {})
+    extra = {**inputs.extra, "reading": {k: v for k, v in reading.items() if k != "mask"}}
+    mask_settings = {"target": mask, **reading.get("mask", {})} if mask else None
     root = config_lib.cache_dir(config) / "embeddings"
     store = extract(encoder, inputs.ids, inputs.make_loader(encoder.spec, mask), root, name=name,
-                    mask_size=encoder.spec.input_size if mask else None, targets=inputs.targets, extra={**inputs.extra, "mask": mask}, batch_size=config.embed.batch_size,
-                    chunk_size=config.embed.chunk_size, workers=config.embed.workers, log=log)
+                    features=features, mask_size=encoder.spec.input_size if mask else None,
+                    mask_settings=mask_settings, targets=inputs.targets, extra=extra,
+                    batch_size=config.embed.batch_size, chunk_size=config.embed.chunk_size,
+                    workers=config.embed.workers, log=log)
     return encoder, store

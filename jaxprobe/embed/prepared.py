@@ -30,9 +30,9 @@ def extract_prepared(encoder, builder, split: str, root: str | Path, *, name: st
     source_name = builder.info.metadata["source"]
     ids = [f"{source_name}:{r.image_id}" for r in picked]
     index_digest = hashlib.sha256((Path(builder.data_path) / INDEX_FILE).read_bytes()).hexdigest()
-    extra = {"mask": mask, "dataset": f"{builder.name}/{builder.builder_config.name}:{builder.version}",
+    extra = {"dataset": f"{builder.name}/{builder.builder_config.name}:{builder.version}",
              "split": split, "task": task, "seed": seed if task == "classification" else None,
              "index_sha256": index_digest}
     loader = prepared_loader(builder.as_data_source(split), encoder.spec, mask, chosen)
     return extract(encoder, ids, loader, root, name=name, mask_size=encoder.spec.input_size if mask else None,
-                   targets=prepared_targets(picked), extra=extra, **kwargs)
+                   mask_settings={"target": mask}, targets=prepared_targets(picked), extra=extra, **kwargs)

@@ -3,8 +3,10 @@
     python benchmarks/embed.py            # N = 250 and 4N = 1000 synthetic SIIM DICOMs, reduced RAD-DINO-family encoder
     python benchmarks/embed.py --quick    # N = 130 and 520
     python benchmarks/embed.py --kill-resume 1000   # SIGKILL an extraction midway, resume it, compare with a fresh one
-    python benchmarks/embed.py --full-size 512 [--dtype bfloat16]   # meant for a GPU: the three study encoders at
-                                                    # full size, extraction images/s (store writes included)
+    python benchmarks/embed.py --full-size 16     # the three study encoders at full size: extraction images/s
+                                                  # (decoding, forward and store writes overlapped) against the
+                                                  # forward alone; float32 batch 4 on a CPU, bfloat16 batch 32 on
+                                                  # an accelerator unless --dtype / --batch say otherwise
 
 Each extraction runs in a fresh subprocess so that its peak RSS (ru_maxrss) is its own. The competitor keeps every
 embedding in Python lists and saves once at the end, as most feature-extraction scripts do; its RSS grows with N,
@@ -95,31 +97,55 @@ def kill_resume(n: int) -> None:
         print(f"resumed store complete: {a.complete}; identical to an uninterrupted extraction of {n} images: {same}")
 
 
-def full_size(n: int, dtype: str) -> None:
-    """Extraction images/s of each full-size study encoder (random weights) into a store, on the default device."""
+def full_size(n: int, dtype: str | None, batch: int | None, names: list[str] | None = None) -> None:
+    """Extraction images/s of each full-size study encoder (random weights) into a store, on the default device,
+    against the encoder's forward alone on the same images already decoded (same batch size): the ratio says
+    how much decoding, preprocessing and store writes cost once they overlap with the forward pass."""
     import jax
+    import numpy as np
 
     from jaxprobe import encoders
     from jaxprobe.data import make_synthetic, siim_records
+    from jaxprobe.data.loaders import record_loader
     from jaxprobe.embed.records import extract_records
 
+    device = jax.devices()[0]
+    cpu = device.platform == "cpu"
+    dtype = dtype or ("float32" if cpu else "bfloat16")  # bfloat16 is emulated (slow) on most CPUs
+    batch = batch or (4 if cpu else 32)
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_synthetic(os.path.join(tmp, "data"), n=n, seed=0, size=512)
         records = siim_records(paths.siim_root, csv_path=paths.siim_csv)
-        device = jax.devices()[0]
-        print(f"{n} synthetic DICOMs (512x512), {len(jax.local_devices())} x {device.device_kind}, {dtype}")
-        for name in encoders.registry.STUDY_NAMES:
+        print(f"{n} synthetic DICOMs (512x512), {len(jax.local_devices())} x {device.device_kind}, {dtype}, "
+              f"batch {batch}, {os.cpu_count()} CPU cores")
+        print(f"{'encoder':<11} {'extraction img/s':>16} {'forward alone img/s':>20} {'ratio':>6} "
+              f"{'decode ms/img (1 thread)':>25}  time inside the extraction")
+        for name in names or encoders.registry.STUDY_NAMES:
             enc = encoders.load(name, dtype=dtype)
-            warm = extract_records(enc, records[:32], os.path.join(tmp, "warm"), name=name, batch_size=32,
-                                   progress=False, log=lambda m: None)  # compile outside the timing
-            del warm
+            load = record_loader(records, enc.spec)
             t0 = time.perf_counter()
-            store = extract_records(enc, records, os.path.join(tmp, "stores"), name=name, batch_size=32,
-                                    workers=8, progress=False, log=lambda m: None)
+            pixels = np.stack([load(i)["pixels"] for i in range(n)])
+            decode = (time.perf_counter() - t0) / n
+            jax.block_until_ready(enc.embed(pixels[:batch]))  # compile outside the timings
+            t0 = time.perf_counter()
+            for a in range(0, n, batch):
+                chunk = pixels[a:a + batch]
+                if len(chunk) < batch:  # the extraction pads a last partial batch the same way
+                    chunk = np.concatenate([chunk, np.zeros((batch - len(chunk),) + chunk.shape[1:], chunk.dtype)])
+                g, p = enc.embed(chunk)
+                np.asarray(g), np.asarray(p)
+            forward = time.perf_counter() - t0
+            del pixels
+            workers = min(8, os.cpu_count() or 1)
+            extract_records(enc, records[:batch], os.path.join(tmp, "warm"), name=name, batch_size=batch,
+                            workers=workers, progress=False, log=lambda m: None)  # the sharded input's compile
+            lines = []
+            t0 = time.perf_counter()
+            extract_records(enc, records, os.path.join(tmp, "stores"), name=name, batch_size=batch,
+                            workers=workers, progress=False, log=lines.append)
             dt = time.perf_counter() - t0
-            t = store.meta.get("timing_s", {})
-            print(f"{name:<11} {n / dt:8.1f} img/s  (waiting for images {t.get('load', 0):.1f}s, "
-                  f"encoder {t.get('embed', 0):.1f}s, writing {t.get('write', 0):.1f}s)")
+            inside = next((m.split(": ", 1)[1] for m in lines if m.startswith("embeddings: time in")), "?")
+            print(f"{name:<11} {n / dt:16.2f} {n / forward:20.2f} {forward / dt:6.2f} {decode * 1e3:25.1f}  {inside}")
 
 
 def shares(data: str, n: int) -> tuple[float, float]:
@@ -151,12 +177,15 @@ def main():
     ap.add_argument("--child", nargs=4, metavar=("MODE", "DATA", "N", "OUT"))
     ap.add_argument("--kill-resume", type=int, metavar="N", help="kill/resume check with N images instead")
     ap.add_argument("--full-size", type=int, metavar="N", help="full-size encoders' extraction rate with N images")
-    ap.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"))
+    ap.add_argument("--dtype", choices=("float32", "bfloat16"), help="--full-size: default float32 on a CPU, "
+                    "bfloat16 on an accelerator")
+    ap.add_argument("--batch", type=int, help="--full-size: default 4 on a CPU, 32 on an accelerator")
+    ap.add_argument("--encoders", help="--full-size: comma-separated registry names (default: the study's three)")
     args = ap.parse_args()
     if args.kill_resume:
         return kill_resume(args.kill_resume)
     if args.full_size:
-        return full_size(args.full_size, args.dtype)
+        return full_size(args.full_size, args.dtype, args.batch, args.encoders.split(",") if args.encoders else None)
     if args.child:
         mode, data, n, out = args.child
         return child(mode, data, int(n), out)

@@ -1,5 +1,7 @@
 """compare(): paired p-values, Bonferroni verdicts, CIs, DeLong; simulations of p-value calibration and CI coverage."""
 
+import math
+
 import numpy as np
 import pytest
 from scipy import stats as sps
@@ -315,3 +317,45 @@ def test_delong_interval_is_auroc_plus_minus_the_normal_quantile_times_the_se(le
         assert (reported["ci_low"], reported["ci_high"]) == pytest.approx(expected, abs=1e-12)
         assert reported["auroc"] == pytest.approx(roc_auc_score(y, scores[m]), abs=1e-12)
         assert reported["se"] == pytest.approx(np.sqrt(cov[i, i]), abs=1e-12)
+
+
+@pytest.mark.parametrize("level", [0.95, 0.9])
+def test_delong_pair_is_the_z_test_on_the_brute_force_variance_of_the_difference(level):
+    """DeLong's pairwise test: difference a - b, var = var_a + var_b - 2 cov_ab from the definition, z = diff/sd,
+    two-sided normal p, and a normal interval for the difference (the quantile taken independently of scipy)."""
+    rng = np.random.default_rng(5)
+    y = np.r_[np.ones(15, int), np.zeros(25, int)]
+    scores = {"a": np.round(rng.normal(1.2 * y, 1), 1), "b": rng.normal(0.2 * y, 1), "c": rng.normal(0.6 * y, 1)}
+    auc, cov = _delong_brute_force(y, np.stack(list(scores.values())))
+    z_quantile = {0.95: 1.959963984540054, 0.9: 1.6448536269514722}[level]
+    result = delong(y, scores, ci_level=level)
+    pairs = result.pairs()
+    assert list(pairs) == [("a", "b"), ("a", "c"), ("b", "c")]
+    for (a, b), got in pairs.items():
+        i, j = list(scores).index(a), list(scores).index(b)
+        diff = auc[i] - auc[j]
+        sd = np.sqrt(cov[i, i] + cov[j, j] - 2 * cov[i, j])
+        z = diff / sd
+        assert got["difference"] == pytest.approx(diff, abs=1e-12)
+        assert got["z"] == pytest.approx(z, rel=1e-10)
+        assert got["p_value"] == pytest.approx(math.erfc(abs(z) / math.sqrt(2)), rel=1e-10)
+        assert (got["ci_low"], got["ci_high"]) == pytest.approx((diff - z_quantile * sd, diff + z_quantile * sd),
+                                                               abs=1e-12)
+    assert pairs[("a", "b")]["p_value"] < 0.05 < pairs[("b", "c")]["p_value"]  # both branches of abs(z) matter
+
+
+def test_delong_pair_of_identical_rankings_and_a_clipped_interval():
+    """Two models ranking the cases alike have no variance of the difference: difference 0, p 1 and a zero-width
+    interval; a near-perfect model's interval is clipped at 1 (and a near-useless one's at 0)."""
+    y = np.r_[np.ones(6, int), np.zeros(6, int)]
+    s = np.array([0.9, 0.8, 0.85, 0.7, 0.95, 0.3, 0.1, 0.2, 0.05, 0.15, 0.25, 0.4])
+    result = delong(y, {"a": s, "a_scaled": 3 * s + 1, "inverted": -s})
+    assert result.pair("a", "a_scaled") == {"difference": 0.0, "ci_low": 0.0, "ci_high": 0.0, "z": 0.0,
+                                            "p_value": 1.0}
+    low, high = result.ci("a")
+    assert high == 1.0 and low < 1.0
+    low, high = result.ci("inverted")
+    assert low == 0.0 and high > 0.0
+    # perfect against perfectly inverted: constant components, no variance, a certain difference of 1
+    perfect = delong(y, {"perfect": y + 0.1 * s, "inverted": -y - 0.1 * s}).pair("perfect", "inverted")
+    assert perfect == {"difference": 1.0, "ci_low": 1.0, "ci_high": 1.0, "z": 0.0, "p_value": 0.0}

@@ -35,10 +35,12 @@ def test_ctr_on_known_extents():
     assert ctr(gap_heart, left, right) == pytest.approx(20 / 80)
     wide_heart = box(shape, (25, 45), (0, 95))  # heart wider than the lungs: denominator is the union
     assert ctr(wide_heart, left, right) == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match=r"^heart mask is empty; CTR is undefined$"):
         ctr(np.zeros(shape, bool), left, right)
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match=r"^heart \(50, 100\), left lung \(10, 100\) and right lung \(50, 100\) differ in shape$"):
         ctr(heart, left[:10], right)
+    with pytest.raises(ValueError, match=r"^mask must be 2-D \[H, W\], got shape \(2, 50, 100\)$"):
+        horizontal_extent(np.stack([heart, left]))
 
 
 def write_set(tmp_path, *, height=40, width=30, rows=None, gz=False):
@@ -245,5 +247,7 @@ def test_ctr_from_the_runs_equals_the_ctr_of_the_drawn_masks():
             cols = np.flatnonzero(m.any(axis=0))
             assert span == ((int(cols[0]), int(cols[-1])) if cols.size else None)
         assert ctr_from_columns(*spans) == pytest.approx(ctr(*masks))
+    with pytest.raises(ValueError, match=r"^heart mask is empty; CTR is undefined$"):
+        ctr_from_columns(None, (0, 3), (5, 9))
     with pytest.raises(rle.RLEError, match="past the end"):
         rle.chexmask_columns("10 100", 3, 3)

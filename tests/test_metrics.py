@@ -98,3 +98,39 @@ def test_auprc_resolves_to_the_chosen_definition():
     assert metrics.resolve_metric("AUPRC", pr_auc="trapezoid").name == "pr_auc_trapezoid"
     with pytest.raises(ValueError, match="unknown metric"):
         metrics.resolve_metric("f2")
+
+
+def test_probability_masks_are_foreground_strictly_above_the_threshold_on_both_sides():
+    """pred and true are both binarised at the threshold given (default 0.5), foreground where value > threshold;
+    the Dice and IoU agree with scikit-learn's F1 and Jaccard on the binarised pixels."""
+    pred = np.array([[[0.5, 0.6], [0.2, 0.9]], [[0.7, 0.7], [0.0, 0.5]]])
+    true = np.array([[[0.6, 0.5], [0.0, 1.0]], [[0.8, 0.3], [0.2, 0.9]]])
+    for threshold in (0.5, 0.65):
+        pb, tb = pred > threshold, true > threshold
+        stats = metrics.mask_statistics(pred, true, threshold) if threshold != 0.5 else metrics.mask_statistics(pred, true)
+        np.testing.assert_array_equal(stats.as_array(), np.stack(
+            [(pb & tb).sum((1, 2)), pb.sum((1, 2)), tb.sum((1, 2))], 1))
+        dice = metrics.dice(pred, true, threshold=threshold) if threshold != 0.5 else metrics.dice(pred, true)
+        iou = metrics.iou(pred, true, threshold=threshold) if threshold != 0.5 else metrics.iou(pred, true)
+        for k in range(2):
+            assert dice[k] == pytest.approx(skm.f1_score(tb[k].ravel(), pb[k].ravel(), zero_division=0.0))
+            assert iou[k] == pytest.approx(skm.jaccard_score(tb[k].ravel(), pb[k].ravel(), zero_division=0.0))
+    boolean = np.array([[[True, False]]])
+    np.testing.assert_array_equal(metrics.binarise(boolean, threshold=2.0), boolean)  # boolean masks stay as they are
+    assert metrics.iou(np.zeros((1, 2, 2)), np.zeros((1, 2, 2))).tolist() == [0.0]  # default empty-mask rule: zero
+
+
+def test_mask_shapes_statistics_arrays_and_constant_targets_are_checked():
+    flat = metrics.mask_statistics(np.array([[0.9, 0.1, 0.8]]), np.array([[1, 0, 0]]))  # [n, pixels] is a batch
+    np.testing.assert_array_equal(flat.as_array(), [[1, 2, 1]])
+    with pytest.raises(ValueError, match=r"^masks must be batched as \[n, \.\.\.\], got shape \(3,\)$"):
+        metrics.mask_statistics(np.array([0.9, 0.1, 0.8]), np.array([1, 0, 0]))
+    stats = metrics.MaskStatistics.from_array([[1, 2, 3], [0, 0, 4]])
+    assert len(stats) == 2 and stats.as_array().tolist() == [[1, 2, 3], [0, 0, 4]]
+    for bad in ([1, 2, 3], [[1, 2]]):
+        with pytest.raises(ValueError, match=r"^mask statistics must have shape \[n, 3\]"):
+            metrics.MaskStatistics.from_array(bad)
+    with pytest.raises(ValueError, match="^R² is undefined: y_true is constant$"):
+        metrics.r2([2.0, 2.0, 2.0], [1.0, 2.0, 3.0])
+    assert metrics.r2([0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]) == 1.0  # a total sum of squares of exactly 1 is not "constant"
+    assert np.isnan(metrics.mean_over_cases(np.array([np.nan, np.nan])))

@@ -4,6 +4,7 @@ Oracles: the DICOM standard's LINEAR window formula (PS3.3 C.11.2.1.2.1) written
 indexed by hand, and the anatomy of a PA chest film (mediastinum brighter than the lung fields).
 """
 import os
+import re
 import shutil
 import warnings
 
@@ -239,3 +240,64 @@ def test_jpeg_baseline_dicom_decoders_agree(tmp_path):
     pinned = read_image(path).astype(int)
     chosen_by_pydicom = read_image(path, dicom_plugin=None).astype(int)
     assert np.abs(pinned - chosen_by_pydicom).mean() < 1.0
+
+
+def _pixel_data_offset(path):
+    """Byte offset of the Pixel Data element's tag, found by pydicom (an outside reader), not by jaxprobe."""
+    with open(path, "rb") as f:
+        pydicom.dcmread(f, stop_before_pixels=True)
+        return f.tell()
+
+
+def test_dicom_header_check_names_each_way_pixel_data_can_be_short(tmp_path):
+    """read_dicom_header rejects, with the file and the numbers: pixel data shorter than Rows x Columns x frames x
+    samples x bits (the file itself complete), a file cut inside the Pixel Data element's header, and a file
+    without a transfer syntax; it accepts complete files in explicit and implicit VR, one or several frames."""
+    good = write_dicom(tmp_path / "good.dcm", np.arange(12).reshape(3, 4))
+    assert images.read_dicom_header(good).Rows == 3
+    frames = write_dicom(tmp_path / "frames.dcm", np.arange(24).reshape(6, 4), NumberOfFrames=2)
+    ds = pydicom.dcmread(frames)
+    ds.Rows = 3  # two frames of 3 x 4: exactly the 48 bytes present
+    ds.save_as(frames)
+    assert images.read_dicom_header(frames).NumberOfFrames == 2
+    ds.NumberOfFrames = 3  # three frames declared, two present
+    ds.save_as(frames)
+    with pytest.raises(DataError, match=rf"^{frames}: Pixel Data has 48 bytes; Rows x Columns x BitsAllocated need 72$"):
+        images.read_dicom_header(frames)
+    short = write_dicom(tmp_path / "short.dcm", np.arange(12).reshape(3, 4))
+    ds = pydicom.dcmread(short)
+    ds.Columns = 5
+    ds.save_as(short)
+    with pytest.raises(DataError, match=rf"^{short}: Pixel Data has 24 bytes; Rows x Columns x BitsAllocated need 30$"):
+        images.read_dicom_header(short)
+    ds.Columns, ds.SamplesPerPixel = 4, 3
+    ds.save_as(short)
+    with pytest.raises(DataError, match="need 72$"):
+        images.read_dicom_header(short)
+
+    implicit = tmp_path / "implicit.dcm"
+    ds = pydicom.dcmread(good)
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    ds.save_as(implicit, enforce_file_format=True)
+    assert images.read_dicom_header(implicit).Columns == 4
+    data = open(implicit, "rb").read()
+    (tmp_path / "implicit_cut.dcm").write_bytes(data[:-1])
+    with pytest.raises(DataError, match="implicit_cut.dcm: Pixel Data declares 24 bytes but the file ends before"):
+        images.read_dicom_header(tmp_path / "implicit_cut.dcm")
+
+    data = open(good, "rb").read()
+    start = _pixel_data_offset(good)
+    # (cut within the 12-byte explicit-VR element header, pydicom itself stops: "not a readable DICOM file")
+    for keep in (0, 4, 7):
+        cut = tmp_path / f"cut{keep}.dcm"
+        cut.write_bytes(data[:start + keep])
+        message = "DICOM has no Pixel Data element (7FE0,0010); the file may be truncated"
+        with pytest.raises(DataError, match=rf"^{cut}: {re.escape(message)}$"):
+            images.read_dicom_header(cut)
+
+    bare = tmp_path / "bare.dcm"
+    ds = pydicom.dcmread(good)
+    del ds.file_meta.TransferSyntaxUID
+    ds.save_as(bare, enforce_file_format=False)
+    with pytest.raises(DataError, match=rf"^{bare}: DICOM lacks a Transfer Syntax UID in its file meta information$"):
+        images.read_dicom_header(bare)

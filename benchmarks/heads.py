@@ -14,7 +14,12 @@ PyTorch twin runs in the paper's order
 (upsample the 256-channel map to 518x518, then the 1x1 classifier) and in the cheaper equivalent order that
 jaxprobe uses (classifier first), so the ratio from the reordering and the ratio from the rest are both visible.
 
-Second part: K = 8 seeds of one head as one vmapped program against 8 separate one-seed programs doing the
+Second part (linear seg probe, unless --only leaves it out): where its step goes in each framework — the
+float16 -> float32 conversion of the patch tokens alone, the step on float32 inputs, and a bandwidth bound: the
+bytes a step must move at the least (the float16 patches read by the forward and again by the weight gradient,
+the uint8 masks) over the read bandwidth each framework reaches on this machine, against the measured step.
+
+Third part: K = 8 seeds of one head as one vmapped program against 8 separate one-seed programs doing the
 same steps.
 """
 from __future__ import annotations
@@ -88,6 +93,46 @@ def torch_step(model, features, targets, loss: str):
     return step
 
 
+def read_bandwidth(n_bytes: int = 1 << 28, repeats: int = 5) -> dict:
+    """Bytes per second each framework reads when summing a float32 array of ``n_bytes`` (nothing written)."""
+    x_np = np.ones(n_bytes // 4, np.float32)
+    x_jax = jax.device_put(x_np)
+    sum_jax = jax.jit(jnp.sum)
+    x_torch = torch.from_numpy(x_np)
+    seconds = _seconds_per_step({"jax": lambda: sum_jax(x_jax), "torch": lambda: torch.sum(x_torch)}, 4, repeats)
+    return {name: n_bytes / s for name, s in seconds.items()}
+
+
+def linear_seg_split(patches, masks, g: int, c: int, s: int, n_steps: int, repeats: int) -> None:
+    """Print the linear seg probe's step taken apart (conversion, float32-input step) and its bandwidth bound."""
+    make = lambda rngs: LinearSegProbe(c, g, s, rngs=rngs)  # noqa: E731
+    patches_jax = jax.device_put(patches)
+    convert_jax = jax.jit(lambda x: x.astype(jnp.float32))
+    patches_torch = torch.from_numpy(patches)
+    seconds = _seconds_per_step({
+        "jax convert": lambda: convert_jax(patches_jax),
+        "torch convert": lambda: patches_torch.float(),
+        "jax step": jax_step(make, [patches], masks, "bce"),
+        "torch step": torch_step(TorchLinearSegProbe(c, g, s), [patches], masks, "bce"),
+        "jax step f32": jax_step(make, [patches.astype(np.float32)], masks, "bce"),
+        "torch step f32": torch_step(TorchLinearSegProbe(c, g, s), [patches.astype(np.float32)], masks, "bce"),
+    }, n_steps, repeats)
+    bandwidth = read_bandwidth()
+    least_bytes = 2 * patches.nbytes + masks.nbytes
+    print(f"\n== linear seg probe: where the step goes (batch {len(patches)}) ==")
+    print(f"bytes a step must move at the least: {least_bytes / 1e6:.1f} MB (float16 patches read twice "
+          f"{2 * patches.nbytes / 1e6:.1f} MB, uint8 masks {masks.nbytes / 1e6:.1f} MB)")
+    for name in ("jax", "torch"):
+        step, step32, convert = (seconds[f"{name} step"], seconds[f"{name} step f32"], seconds[f"{name} convert"])
+        at_bandwidth = least_bytes / bandwidth[name]
+        print(f"  {name:5s} step {step * 1e3:7.2f} ms | float16->float32 conversion alone {convert * 1e3:6.2f} ms"
+              f" | step on float32 inputs {step32 * 1e3:7.2f} ms | read bandwidth {bandwidth[name] / 1e9:5.1f} GB/s:"
+              f" the least bytes take {at_bandwidth * 1e3:5.2f} ms = {at_bandwidth / step:5.1%} of the step")
+    print(f"  jax/torch speed ratio: step {seconds['torch step'] / seconds['jax step']:.2f}x, step on float32 inputs "
+          f"{seconds['torch step f32'] / seconds['jax step f32']:.2f}x, conversion alone "
+          f"{seconds['torch convert'] / seconds['jax convert']:.2f}x")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer steps and repeats")
@@ -147,6 +192,9 @@ def main(argv=None):
         for label, torch_s in seconds.items():
             print(f"  torch {label:>18s} {1 / torch_s:10.2f} steps/s  ({torch_s * 1e3:9.2f} ms/step)"
                   f"   jax/torch speed ratio {torch_s / jax_s:6.2f}x")
+
+    if not args.only or "linear_seg" in args.only:
+        linear_seg_split(patches, masks, g, c, s, 10 if not args.quick else 4, repeats)
 
     print(f"\n== {args.members} seeds: one vmapped program vs {args.members} sequential one-seed programs ==")
     seeds = tuple(range(args.members))

@@ -359,3 +359,13 @@ def test_delong_pair_of_identical_rankings_and_a_clipped_interval():
     # perfect against perfectly inverted: constant components, no variance, a certain difference of 1
     perfect = delong(y, {"perfect": y + 0.1 * s, "inverted": -y - 0.1 * s}).pair("perfect", "inverted")
     assert perfect == {"difference": 1.0, "ci_low": 1.0, "ci_high": 1.0, "z": 0.0, "p_value": 0.0}
+
+
+def test_delong_defaults_to_a_95_percent_interval_and_checks_the_score_lengths():
+    rng = np.random.default_rng(8)
+    y = np.r_[np.ones(10, int), np.zeros(14, int)]
+    scores = {"a": rng.normal(0.8 * y, 1), "b": rng.normal(0.2 * y, 1)}
+    assert delong(y, scores).ci("a") == delong(y, scores, ci_level=0.95).ci("a")
+    assert delong(y, scores).pair("a", "b") == delong(y, scores, ci_level=0.95).pair("a", "b")
+    with pytest.raises(ValueError, match=r"^every score vector must have 24 entries, got 23$"):
+        delong(y, {"a": scores["a"][:-1]})

@@ -69,3 +69,42 @@ def test_intervals_come_from_the_resamples_of_the_auroc_comparison():
     low, high = percentile_interval(np.array(sens), 0.95)
     assert (out["models"]["a"]["sensitivity"]["ci_low"], out["models"]["a"]["sensitivity"]["ci_high"]) == \
         pytest.approx((low, high))
+
+
+def test_pairwise_differences_seeds_and_settings_are_recorded_as_computed():
+    """A model against its own copy differs by exactly zero in every resample (p = 1); a pair's interval is the
+    percentile interval of the per-resample differences a - b computed here with scikit-learn's recall on the
+    resample drawn by jaxprobe.bootstrap; unpaired tests give each model its own seed; the settings recorded are
+    the ones given."""
+    y, scores = _data(seed=4)
+    scores["a_copy"] = scores["a"].copy()
+    thresholds = {"a": 0.55, "b": 0.4, "a_copy": 0.55}
+    out = operating_points(y, scores, thresholds, n_resamples=150, seed=3, ci_level=0.9, alpha=0.1)
+    assert {k: out[k] for k in ("rule", "target_sensitivity", "chosen_on", "positive_when", "n_cases", "test",
+                                "resample_seeds", "stratified")} == {
+        "rule": "youden", "target_sensitivity": None, "chosen_on": "validation set",
+        "positive_when": "score >= threshold", "n_cases": len(y), "test": "paired",
+        "resample_seeds": {"a": 3, "b": 3, "a_copy": 3}, "stratified": True}
+    assert out["statistics"] == ["sensitivity", "specificity", "ppv", "npv", "f1", "balanced_accuracy", "brier"]
+    rows = {(r["model_a"], r["model_b"]): r for r in out["pairs"]}
+    assert list(rows) == [("a", "b"), ("a", "a_copy"), ("b", "a_copy")]
+    same = rows[("a", "a_copy")]["sensitivity"]
+    assert same == {"difference": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0, "p_adjusted": 1.0,
+                    "significant": False}
+    counts = boot.resample_counts(boot.ResamplePlan(len(y), 150, 3, strata=y))
+    diffs = []
+    for c in counts:
+        idx = np.repeat(np.arange(len(y)), c.astype(int))
+        diffs.append(recall_score(y[idx], scores["a"][idx] >= 0.55) - recall_score(y[idx], scores["b"][idx] >= 0.4))
+    row = rows[("a", "b")]["sensitivity"]
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(percentile_interval(np.array(diffs), 0.9), abs=1e-12)
+    assert row["difference"] == pytest.approx(recall_score(y, scores["a"] >= 0.55) - recall_score(y, scores["b"] >= 0.4))
+    assert row["p_adjusted"] == pytest.approx(min(1.0, 3 * row["p_value"]))
+    assert row["significant"] == (row["p_value"] < 0.1 / 3)
+    sensitivity = operating_points(y, scores, thresholds, n_resamples=20, seed=3, test="unpaired", stratified=False,
+                                   rule="sensitivity", target_sensitivity=0.8)
+    assert sensitivity["resample_seeds"] == {"a": 3, "b": 4, "a_copy": 5}
+    assert sensitivity["rule"] == "sensitivity" and sensitivity["target_sensitivity"] == 0.8
+    assert sensitivity["test"] == "unpaired" and sensitivity["stratified"] is False
+    assert rows[("a", "b")]["brier"]["difference"] == pytest.approx(
+        brier_score_loss(y, scores["a"]) - brier_score_loss(y, scores["b"]))

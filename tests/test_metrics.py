@@ -105,13 +105,12 @@ def test_probability_masks_are_foreground_strictly_above_the_threshold_on_both_s
     the Dice and IoU agree with scikit-learn's F1 and Jaccard on the binarised pixels."""
     pred = np.array([[[0.5, 0.6], [0.2, 0.9]], [[0.7, 0.7], [0.0, 0.5]]])
     true = np.array([[[0.6, 0.5], [0.0, 1.0]], [[0.8, 0.3], [0.2, 0.9]]])
-    for threshold in (0.5, 0.65):
+    for threshold, given in ((0.5, {}), (0.65, {"threshold": 0.65})):  # the default, then one given
         pb, tb = pred > threshold, true > threshold
-        stats = metrics.mask_statistics(pred, true, threshold) if threshold != 0.5 else metrics.mask_statistics(pred, true)
+        stats = metrics.mask_statistics(pred, true, **given)
         np.testing.assert_array_equal(stats.as_array(), np.stack(
             [(pb & tb).sum((1, 2)), pb.sum((1, 2)), tb.sum((1, 2))], 1))
-        dice = metrics.dice(pred, true, threshold=threshold) if threshold != 0.5 else metrics.dice(pred, true)
-        iou = metrics.iou(pred, true, threshold=threshold) if threshold != 0.5 else metrics.iou(pred, true)
+        dice, iou = metrics.dice(pred, true, **given), metrics.iou(pred, true, **given)
         for k in range(2):
             assert dice[k] == pytest.approx(skm.f1_score(tb[k].ravel(), pb[k].ravel(), zero_division=0.0))
             assert iou[k] == pytest.approx(skm.jaccard_score(tb[k].ravel(), pb[k].ravel(), zero_division=0.0))

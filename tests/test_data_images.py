@@ -301,3 +301,154 @@ def test_dicom_header_check_names_each_way_pixel_data_can_be_short(tmp_path):
     ds.save_as(bare, enforce_file_format=False)
     with pytest.raises(DataError, match=rf"^{bare}: DICOM lacks a Transfer Syntax UID in its file meta information$"):
         images.read_dicom_header(bare)
+
+
+def test_signed_pixels_and_a_rescale_map_like_their_offset_binary_twin(tmp_path):
+    """Signed 12-bit pixels (PixelRepresentation 1) span -2048..2047; stored offset by +2048 as unsigned they are the
+    same picture, so with no VOI step both read to the same 8-bit image. A rescale (slope 2, intercept -1024) moves
+    the values and their nominal range together and leaves the picture as it is; a slope without an intercept is no
+    rescale at all (pydicom applies neither)."""
+    ramp = np.arange(4096).reshape(64, 64) - 2048
+    unsigned = read_image(write_dicom(tmp_path / "u.dcm", ramp + 2048), voi=None)
+    assert len(np.unique(unsigned)) == 256
+    signed = write_dicom(tmp_path / "s.dcm", ramp, PixelRepresentation=1)
+    assert pydicom.dcmread(signed).pixel_array.min() == -2048  # stored as two's complement
+    np.testing.assert_array_equal(read_image(signed, voi=None), unsigned)
+    rescaled = write_dicom(tmp_path / "r.dcm", ramp, PixelRepresentation=1, RescaleSlope="2", RescaleIntercept="-1024")
+    np.testing.assert_array_equal(read_image(rescaled, voi=None), unsigned)
+    slope_only = write_dicom(tmp_path / "so.dcm", ramp + 2048, RescaleSlope="2")
+    np.testing.assert_array_equal(read_image(slope_only, voi=None), unsigned)
+
+
+def test_eight_bits_in_a_sixteen_bit_container_come_back_unchanged(tmp_path):
+    pixels = np.arange(256).reshape(16, 16)
+    image = read_image(write_dicom(tmp_path / "eight.dcm", pixels, bits_stored=8), voi=None)
+    assert image.dtype == np.uint8
+    np.testing.assert_array_equal(image, pixels)
+
+
+def test_a_constant_image_reads_as_zeros_under_minmax(tmp_path):
+    image = read_image(write_dicom(tmp_path / "flat.dcm", np.full((4, 5), 700)), scaling="minmax")
+    assert image.dtype == np.uint8 and image.shape == (4, 5)
+    np.testing.assert_array_equal(image, 0)
+
+
+def test_dicom_is_known_by_its_prefix_or_its_name(tmp_path):
+    """A DICOM with the 128-byte preamble and "DICM" reads under any name; without the signature, names ending in
+    .dcm/.dicom (any case) and names without a dot go to the DICOM reader (which names the file), others are
+    refused by signature."""
+    pixels = np.arange(12).reshape(3, 4) * 300
+    dcm = write_dicom(tmp_path / "a.dcm", pixels)
+    other = shutil.copy(dcm, tmp_path / "scan.img")
+    np.testing.assert_array_equal(read_image(other), read_image(dcm))
+    assert image_shape(other) == (3, 4)
+    for name in ("notes.dcm", "NOTES.DCM", "notes.dicom", "Notes.DICOM", "notes"):
+        (tmp_path / name).write_text("not a DICOM file at all")
+        with pytest.raises(DataError, match=rf"^{re.escape(str(tmp_path / name))}: not a readable DICOM file"):
+            read_image(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not a DICOM file at all")
+    with pytest.raises(DataError, match=rf"^{re.escape(str(tmp_path / 'notes.txt'))}: not a DICOM, PNG or JPEG file "
+                                        r"\(unrecognised signature\)$"):
+        read_image(tmp_path / "notes.txt")
+
+
+def test_image_shape_reads_the_header(tmp_path):
+    ds = pydicom.dcmread(get_testdata_file("RG1_UNCI.dcm"))
+    assert image_shape(get_testdata_file("RG1_UNCI.dcm")) == (ds.Rows, ds.Columns) != (ds.Columns, ds.Rows)
+    assert image_shape(write_dicom(tmp_path / "w.dcm", np.zeros((3, 7)))) == (3, 7)
+    Image.fromarray(np.zeros((5, 9), np.uint8)).save(tmp_path / "p.png")
+    assert image_shape(tmp_path / "p.png") == (5, 9)
+    (tmp_path / "bad.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00")
+    with pytest.raises(DataError, match=rf"^{re.escape(str(tmp_path / 'bad.dcm'))}: cannot read DICOM Rows/Columns"):
+        image_shape(tmp_path / "bad.dcm")
+    png = tmp_path / "cut.png"
+    png.write_bytes((tmp_path / "p.png").read_bytes()[:10])
+    with pytest.raises(DataError, match=rf"^{re.escape(str(png))}: cannot read image size"):
+        image_shape(png)
+
+
+def test_dicom_errors_start_with_the_file(tmp_path):
+    """Each refusal names the file first and says what was expected."""
+    pixels = np.arange(12).reshape(3, 4)
+
+    def refuses(path, message):
+        with pytest.raises(DataError, match=rf"^{re.escape(str(path))}: {message}"):
+            read_image(path)
+
+    path = write_dicom(tmp_path / "nobits.dcm", pixels)
+    ds = pydicom.dcmread(path)
+    del ds.BitsStored
+    ds.save_as(path)
+    refuses(path, "DICOM lacks BitsStored, needed to decode the pixels$")
+    refuses(write_dicom(tmp_path / "nopix.dcm", pixels, pixel_data=False),
+            re.escape("DICOM has no Pixel Data element (7FE0,0010); the file may be truncated") + "$")
+    floats = write_dicom(tmp_path / "float.dcm", pixels, pixel_data=False, BitsAllocated=32)
+    ds = pydicom.dcmread(floats)
+    ds.FloatPixelData = pixels.astype("<f4").tobytes()
+    ds.save_as(floats)
+    refuses(floats, re.escape("float pixel data (Float/Double Float Pixel Data) is not supported; expected integer "
+                              "Pixel Data (7FE0,0010)") + "$")
+    refuses(write_dicom(tmp_path / "rgb.dcm", pixels, photometric="YBR_FULL"),
+            "PhotometricInterpretation YBR_FULL; expected MONOCHROME1 or MONOCHROME2$")
+    frames = write_dicom(tmp_path / "frames.dcm", np.arange(24).reshape(6, 4), NumberOfFrames=2)
+    ds = pydicom.dcmread(frames)
+    ds.Rows = 3
+    ds.save_as(frames)
+    refuses(frames, "2 frames; expected a single radiograph$")
+    short = write_dicom(tmp_path / "short.dcm", pixels)
+    ds = pydicom.dcmread(short)
+    ds.Columns = 5  # the file is complete, its pixel data too short for 3 x 5
+    ds.save_as(short)
+    refuses(short, re.escape("cannot decode pixel data (Explicit VR Little Endian): "))
+
+
+def test_voi_index_and_incomplete_windows(tmp_path):
+    """voi=i picks the i-th VOI LUT (oracle: pydicom's apply_voi with that index); an index past the last LUT or
+    window is refused; a window centre without a width is no window."""
+    from pydicom.pixels import apply_voi
+
+    pixels = (np.arange(48).reshape(6, 8) * 85) % 4096
+    luts = []
+    for power in (0.5, 2.0):
+        item = Dataset()
+        item.add_new(0x00283002, "US", [4096, 0, 10])
+        item.add_new(0x00283006, "US", np.rint((np.arange(4096) / 4095) ** power * 1023).astype(int).tolist())
+        luts.append(item)
+    path = write_dicom(tmp_path / "two.dcm", pixels, VOILUTSequence=luts)
+    ds = pydicom.dcmread(path)
+    first, second = (to8(apply_voi(ds.pixel_array, ds, index=i), 0, 1023) for i in (0, 1))
+    assert np.count_nonzero(first != second) > pixels.size // 2
+    np.testing.assert_array_equal(read_image(path), first)
+    np.testing.assert_array_equal(read_image(path, voi=1), second)
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}: VOI LUT index 2 requested; the file has 2 VOI LUT"):
+        read_image(path, voi=2)
+    windowed = write_dicom(tmp_path / "w.dcm", pixels, WindowCenter="1500", WindowWidth="1000")
+    with pytest.raises(DataError, match=rf"^{re.escape(str(windowed))}: window index 1 requested; the file has 1 "):
+        read_image(windowed, voi=1)
+    centre_only = write_dicom(tmp_path / "c.dcm", pixels, WindowCenter="1500")
+    np.testing.assert_array_equal(read_image(centre_only), read_image(centre_only, voi=None))
+    np.testing.assert_array_equal(read_image(centre_only), to8(pixels, 0, 4095))
+
+
+def test_dicom_plugin_pins_the_jpeg_decoder(tmp_path):
+    """JPEG Baseline DICOMs decode through the plugin named (Pillow by default), so the image equals that plugin's
+    decoding through pydicom itself; the two plugins differ on this file, so the choice shows."""
+    from jaxprobe.data.synth import make_siim
+
+    root, _ = make_siim(str(tmp_path), n=4, seed=0, size=128, sixteen_bit_fraction=0.0)
+    paths = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".dcm"))
+    differ = 0
+    for path in paths:
+        decoded = {}
+        for plugin in ("pillow", "pylibjpeg"):
+            ds = pydicom.dcmread(path)
+            ds.pixel_array_options(decoding_plugin=plugin)
+            decoded[plugin] = ds.pixel_array
+        photometric = str(ds.PhotometricInterpretation).strip()
+        for plugin, stored in decoded.items():
+            values = 255 - stored.astype(int) if photometric == "MONOCHROME1" else stored
+            assert ds.BitsStored == 8 and "WindowCenter" not in ds and "VOILUTSequence" not in ds
+            got = read_image(path) if plugin == "pillow" else read_image(path, dicom_plugin=plugin)
+            np.testing.assert_array_equal(got, np.asarray(values, np.uint8))
+        differ += int(np.any(decoded["pillow"] != decoded["pylibjpeg"]))
+    assert differ > 0

@@ -202,8 +202,11 @@ def _read_dicom(path: str, *, voi: int | None, prefer_voi_lut: bool, plugin: str
     except (pydicom.errors.InvalidDicomError, EOFError, OSError, ValueError, KeyError, struct.error) as e:
         raise DataError(path, f"not a readable DICOM file: {e}") from None
     if "PixelData" not in ds:
-        read_dicom_header(path)  # names a truncated file as such
-        raise DataError(path, "DICOM has no PixelData element (float or missing pixel data is not supported)")
+        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+            raise DataError(path, "float pixel data (Float/Double Float Pixel Data) is not supported; expected integer "
+                                  "Pixel Data (7FE0,0010)")
+        read_dicom_header(path)  # names a missing or truncated Pixel Data element as such
+        raise DataError(path, "DICOM has no PixelData element")
     for tag in ("BitsStored", "Rows", "Columns", "PhotometricInterpretation"):
         if tag not in ds:
             raise DataError(path, f"DICOM lacks {tag}, needed to decode the pixels")

@@ -108,3 +108,44 @@ def test_pairwise_differences_seeds_and_settings_are_recorded_as_computed():
     assert sensitivity["test"] == "unpaired" and sensitivity["stratified"] is False
     assert rows[("a", "b")]["brier"]["difference"] == pytest.approx(
         brier_score_loss(y, scores["a"]) - brier_score_loss(y, scores["b"]))
+
+
+def test_target_sensitivity_bounds_rule_names_and_one_class_sets_are_checked():
+    y, scores = _data(seed=5)
+    fpr, tpr, thresholds = roc_curve(y, scores["a"])
+    assert choose_threshold(y, scores["a"], "sensitivity", 1.0) == pytest.approx(thresholds[np.argmax(tpr >= 1.0)])
+    for bad in (0, -0.1, 1.01, 2):
+        with pytest.raises(ValueError, match=rf"^target sensitivity must be in \(0, 1\], got {bad}$"):
+            choose_threshold(y, scores["a"], "sensitivity", bad)
+    with pytest.raises(ValueError, match=r"^operating point rule must be one of \('youden', 'sensitivity'\), "
+                                         r"got 'f1'$"):
+        choose_threshold(y, scores["a"], "f1")
+    with pytest.raises(ValueError, match=r"^the validation set has one class only \(0 positives of 4\); no threshold "
+                                         r"can be chosen on it$"):
+        choose_threshold(np.zeros(4), np.linspace(0, 1, 4))
+
+
+def test_unstratified_intervals_and_the_default_settings():
+    """stratified=False draws plain resamples (bootstrap.ResamplePlan without strata): the specificity interval is
+    scikit-learn's over those; the defaults are 10,000 resamples from seed 0, paired, alpha 0.05."""
+    y, scores = _data(n=40, seed=6)
+    b, seed, threshold = 120, 2, 0.5
+    counts = boot.resample_counts(boot.ResamplePlan(len(y), b, seed, strata=None))
+    assert len({int(c[y == 1].sum()) for c in counts}) > 1  # the class counts vary between plain resamples
+    spec = []
+    for row in counts:
+        take = np.repeat(np.arange(len(y)), row)
+        spec.append(recall_score(1 - y[take], (scores["a"][take] < threshold).astype(int)))
+    out = operating_points(y, scores, {"a": threshold, "b": threshold}, n_resamples=b, seed=seed, stratified=False)
+    got = out["models"]["a"]["specificity"]
+    assert (got["ci_low"], got["ci_high"]) == pytest.approx(percentile_interval(np.array(spec), 0.95))
+    thresholds = {"a": 0.55, "b": 0.4}
+    default = operating_points(y, scores, thresholds)
+    assert default == operating_points(y, scores, thresholds, n_resamples=10_000, seed=0, ci_level=0.95,
+                                       stratified=True, test="paired", alpha=0.05)
+    assert default != operating_points(y, scores, thresholds, n_resamples=9_999)
+    assert default != operating_points(y, scores, thresholds, seed=1)
+    for pair in default["pairs"]:
+        for row in pair.values():
+            if isinstance(row, dict):
+                assert row["significant"] == (row["p_value"] < 0.05)

@@ -77,6 +77,27 @@ def test_empty_mask_rules():
         metrics.dice(prob, true, "nan")
 
 
+def test_iou_rules_and_the_defaults_of_every_entry_point():
+    """IoU follows the same empty-mask rule as Dice (scikit-learn's Jaccard with zero_division as oracle); every
+    entry point defaults to rule "zero" and binarise to "foreground above 0.5"."""
+    prob, true = _masks(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for rule, zero_division in (("zero", 0.0), ("one", 1.0)):
+            expected = [skm.jaccard_score(t.ravel(), p.ravel(), zero_division=zero_division)
+                        for p, t in zip(prob > 0.5, true)]
+            np.testing.assert_allclose(metrics.iou(prob, true, rule), expected, atol=1e-12)
+    excluded = metrics.iou(prob, true, "exclude")
+    both_empty = ~(prob > 0.5).any(axis=(1, 2)) & ~true.any(axis=(1, 2))
+    assert both_empty[:2].all() and not both_empty.all()
+    np.testing.assert_array_equal(np.isnan(excluded), both_empty)
+    stats = metrics.mask_statistics(prob, true)
+    np.testing.assert_array_equal(metrics.dice_from_statistics(stats), metrics.dice(prob, true, "zero"))
+    np.testing.assert_array_equal(metrics.iou_from_statistics(stats), metrics.iou(prob, true, "zero"))
+    np.testing.assert_array_equal(metrics.iou(prob, true), metrics.iou(prob, true, "zero"))
+    assert metrics.binarise(np.array([0.4, 0.5, 0.6, 1.2])).tolist() == [False, False, True, True]
+
+
 def test_mask_statistics_reject_inconsistent_counts():
     with pytest.raises(ValueError, match="intersection exceeds"):
         metrics.MaskStatistics(np.array([5]), np.array([3]), np.array([9]))

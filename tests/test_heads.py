@@ -186,6 +186,16 @@ def test_wrong_shapes_are_named():
     head = LinearSegProbe(16, 5, 38, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"patches must have shape \[B,5,5,16\], got \(2, 5, 5, 8\)"):
         head(jnp.zeros((2, 5, 5, 8)))
+    with pytest.raises(ValueError, match=r"^LinearSegProbe: patches must have shape \[B,5,5,16\], got \(5, 5, 16\)$"):
+        head(jnp.zeros((5, 5, 16)))
+    probe = LinearProbe(16, rngs=nnx.Rngs(0))
+    assert probe(jnp.zeros((3, 16), jnp.float16)).shape == (3,)
+    with pytest.raises(ValueError, match=r"^LinearProbe: global embedding must have shape \[B,16\], got \(3, 8\)$"):
+        probe(jnp.zeros((3, 8)))
+    spec = EncoderSpec(family="dinov2", input_size=70, patch_size=14, mean=(0.5,) * 3, std=(0.5,) * 3,
+                       resize="direct", global_dim=16, patch_dim=16)
+    with pytest.raises(ValueError, match=r"^make_head: head 'linear' takes no options, got \['classes'\]$"):
+        make_head("linear", spec, rngs=nnx.Rngs(0), classes=2)
     with pytest.raises(ValueError, match="attention_dim=16 must equal"):
         CrossAttentionSegmenter(16, 10, 5, 30, widths=(12, 8), attention_dim=16, rngs=nnx.Rngs(0))
 

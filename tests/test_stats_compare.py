@@ -369,3 +369,28 @@ def test_delong_defaults_to_a_95_percent_interval_and_checks_the_score_lengths()
     assert delong(y, scores).pair("a", "b") == delong(y, scores, ci_level=0.95).pair("a", "b")
     with pytest.raises(ValueError, match=r"^every score vector must have 24 entries, got 23$"):
         delong(y, {"a": scores["a"][:-1]})
+
+
+def test_to_dict_is_what_results_json_records():
+    """Comparison.to_dict: the metric's name, display name, definition and direction, every model's and pair's
+    fields as computed, DeLong's block only when it was computed, warnings only when there are some; pair() names
+    the pairs it has when asked for one it has not."""
+    import dataclasses
+
+    rng = np.random.default_rng(8)
+    y = (rng.random(60) < 0.4).astype(int)
+    scores = {"a": rng.normal(y, 1.0), "b": rng.normal(y, 2.0)}
+    result = compare("auroc", y, scores, n_resamples=50, seed=1)
+    info = M.resolve_metric("auroc")
+    out = result.to_dict()
+    assert out == {"name": info.name, "display": info.display, "definition": info.definition,
+                   "higher_is_better": info.higher_is_better,
+                   "models": {m: dataclasses.asdict(r) for m, r in result.models.items()},
+                   "pairs": [dataclasses.asdict(p) for p in result.pairs], "delong": result.delong}
+    assert out["higher_is_better"] is True and out["delong"]["pairs"][0]["model_a"] == "a"
+    without = compare("auroc", y, scores, n_resamples=50, seed=1, with_delong=False).to_dict()
+    assert "delong" not in without and "warnings" not in without
+    small = compare("auroc", y[:12], {m: s[:12] for m, s in scores.items()}, n_resamples=50, seed=1).to_dict()
+    assert small["warnings"] and all(isinstance(w, str) for w in small["warnings"])
+    with pytest.raises(KeyError, match=r"no pair \('b', 'a'\) in \[\('a', 'b'\)\]"):
+        result.pair("b", "a")

@@ -452,3 +452,39 @@ def test_dicom_plugin_pins_the_jpeg_decoder(tmp_path):
             np.testing.assert_array_equal(got, np.asarray(values, np.uint8))
         differ += int(np.any(decoded["pillow"] != decoded["pylibjpeg"]))
     assert differ > 0
+
+
+def test_dicom_header_check_on_big_endian_encapsulated_and_unreadable_files(tmp_path):
+    """Explicit VR Big Endian (retired, still met in archives) is read with its byte order; an implicit-VR file cut
+    just after the Pixel Data element's 8-byte header is named by its declared length; compressed (encapsulated)
+    pixel data cut before its sequence delimiter is named as truncated; a file pydicom cannot read is named."""
+    big = get_testdata_file("MR_small_bigendian.dcm")  # pydicom's own test file, 64 x 64 x 16 bits
+    assert pydicom.dcmread(big).file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRBigEndian
+    assert images.read_dicom_header(big).Columns == 64
+    (tmp_path / "big_short.dcm").write_bytes(open(big, "rb").read()[:-2])
+    with pytest.raises(DataError, match=r"big_short.dcm: Pixel Data declares 8192 bytes but the file ends before"):
+        images.read_dicom_header(tmp_path / "big_short.dcm")
+    good = write_dicom(tmp_path / "good.dcm", np.arange(12).reshape(3, 4))
+
+    ds = pydicom.dcmread(good)
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    implicit = tmp_path / "implicit.dcm"
+    ds.save_as(implicit, enforce_file_format=True)
+    header_only = tmp_path / "header_only.dcm"
+    header_only.write_bytes(implicit.read_bytes()[:_pixel_data_offset(implicit) + 8])
+    with pytest.raises(DataError, match=rf"^{re.escape(str(header_only))}: Pixel Data declares 24 bytes but the file "
+                                        r"ends before them \(truncated file\)$"):
+        images.read_dicom_header(header_only)
+
+    compressed = get_testdata_file("RG1_J2KI.dcm")
+    assert images.read_dicom_header(compressed).Rows > 0
+    cut = tmp_path / "j2k_cut.dcm"
+    cut.write_bytes(open(compressed, "rb").read()[:-100])
+    with pytest.raises(DataError, match=rf"^{re.escape(str(cut))}: encapsulated \(compressed\) Pixel Data has no "
+                                        r"sequence delimiter: the file is truncated$"):
+        images.read_dicom_header(cut)
+
+    text = tmp_path / "text.dcm"
+    text.write_text("not a DICOM file at all")
+    with pytest.raises(DataError, match=rf"^{re.escape(str(text))}: not a readable DICOM file: "):
+        images.read_dicom_header(text)

@@ -394,3 +394,63 @@ def test_to_dict_is_what_results_json_records():
     assert small["warnings"] and all(isinstance(w, str) for w in small["warnings"])
     with pytest.raises(KeyError, match=r"no pair \('b', 'a'\) in \[\('a', 'b'\)\]"):
         result.pair("b", "a")
+
+
+def test_settings_name_what_acted_for_each_kind_of_metric():
+    """Each setting is recorded where it acted and None where it could not: the redraw count of an unstratified
+    AUROC equals the number of one-class resamples, counted independently as the NaN replicates that the "drop"
+    rule leaves; the mask threshold and empty-mask rule are those the Dice replicates were computed with."""
+    y = np.zeros(8, int)
+    y[2] = 1
+    scores = {"a": np.linspace(0.0, 0.7, 8), "b": np.array([0.3, 0.1, 0.6, 0.5, 0.2, 0.7, 0.0, 0.4])}
+    kw = dict(n_resamples=300, seed=3, stratify=False, with_delong=False)
+    redrawn = compare("auroc", y, scores, **kw)
+    dropped = compare("auroc", y, scores, degenerate="drop", **kw)
+    one_class = int(np.isnan(dropped.replicates[0]).sum())
+    assert one_class > 0 and np.isnan(dropped.replicates).sum() == 2 * one_class
+    assert redrawn.settings["n_redrawn_resamples"] == one_class and dropped.settings["n_redrawn_resamples"] == 0
+    assert redrawn.settings["degenerate_resamples"] == "redraw" and dropped.settings["degenerate_resamples"] == "drop"
+    stratified = compare("auroc", y, scores, n_resamples=300, seed=3, stratify=True, with_delong=False)
+    assert stratified.settings["stratified"] is True
+    ranking_only = ("degenerate_resamples", "n_redrawn_resamples")
+    mask_only = ("empty_mask_rule", "mask_threshold", "true_masks")
+    for result in (stratified, compare("mse", np.arange(8.0), {"a": np.arange(8.0) + 1}, n_resamples=50)):
+        assert [result.settings[k] for k in ranking_only + mask_only] == [None] * 5
+        assert result.settings["ci_method"] == "percentile"
+
+    rng = np.random.default_rng(1)
+    true = rng.random((12, 6, 6)) < 0.3
+    true[0] = False
+    probs = {m: np.clip(true * w + rng.random((12, 6, 6)) * 0.5, 0, 1) for m, w in (("a", 0.6), ("b", 0.3))}
+    for p in probs.values():
+        p[0] = 0.0                                    # both masks empty on case 0: the rule decides its Dice
+    dice = compare("dice", true, probs, n_resamples=100, seed=0, mask_threshold=0.4, empty_mask_rule="one")
+    assert [dice.settings[k] for k in ranking_only + mask_only] == [None, None, "one", 0.4, "shared"]
+    at_04 = {m: M.mask_statistics(p, true, 0.4) for m, p in probs.items()}
+    np.testing.assert_array_equal(dice.replicates, compare("dice", None, at_04, n_resamples=100, seed=0,
+                                                           empty_mask_rule="one").replicates)
+    assert dice.models["a"].full_sample == pytest.approx(np.mean(M.dice(probs["a"], true, "one", 0.4)))
+
+
+def test_bootstrap_mean_and_sd_are_those_of_the_valid_replicates():
+    y, preds = _three_models(2, n=60)
+    preds.pop("weak_copy")
+    result = compare("auroc", y, preds, n_resamples=200, seed=4, stratify=False, degenerate="drop")
+    for i, (name, r) in enumerate(result.models.items()):
+        valid = result.replicates[i][~np.isnan(result.replicates[i])]
+        assert (r.bootstrap_mean, r.bootstrap_sd, r.n_valid) == (
+            pytest.approx(valid.mean(), rel=1e-12), pytest.approx(valid.std(ddof=1), rel=1e-12), valid.size)
+        assert r.estimate == r.full_sample == pytest.approx(M.auroc(y, preds[name]), rel=1e-12)
+    single = compare("mse", np.arange(6.0), {"a": np.arange(6.0) * 1.1}, n_resamples=1)
+    assert single.models["a"].n_valid == 1 and math.isnan(single.models["a"].bootstrap_sd)
+    assert single.models["a"].bootstrap_mean == single.replicates[0, 0]
+
+
+def test_true_mask_areas_given_as_y_true_are_checked_against_the_statistics():
+    stats = {"a": M.MaskStatistics(np.array([1, 2, 0]), np.array([2, 3, 0]), np.array([2, 2, 1]))}
+    assert compare("dice", np.array([2, 2, 1]), stats, n_resamples=20).n_cases == 3
+    with pytest.raises(ValueError, match=r"^y_true \(true mask areas\) does not match the true_area of the mask "
+                                         r"statistics$"):
+        compare("dice", np.array([2, 2, 2]), stats, n_resamples=20)
+    with pytest.raises(ValueError, match="^no metric requested$"):
+        compare_metrics([], np.array([0, 1]), {"a": np.array([0.1, 0.2])})

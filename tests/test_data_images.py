@@ -493,3 +493,50 @@ def test_dicom_header_check_on_big_endian_encapsulated_and_unreadable_files(tmp_
     text.write_text("not a DICOM file at all")
     with refused(text, r"not a readable DICOM file: "):
         images.read_dicom_header(text)
+
+
+def test_a_12_bit_jpeg_extended_that_pillow_refuses_is_decoded_by_another_plugin():
+    """Pillow, the pinned default, refuses 12-bit JPEG Extended (pydicom's JPGExtended.dcm); the file then decodes
+    as pydicom decodes it with every installed plugin (pylibjpeg here), not as an error, and passes verification."""
+    pytest.importorskip("pylibjpeg")
+    path = get_testdata_file("JPGExtended.dcm")
+    ds = pydicom.dcmread(path)
+    assert ds.BitsStored == 12 and ds.file_meta.TransferSyntaxUID.name == "JPEG Extended (Process 2 and 4)"
+    ds.pixel_array_options(decoding_plugin="pillow")
+    with pytest.raises(Exception, match="12-bit"):
+        ds.pixel_array  # noqa: B018
+    image = read_image(path)
+    np.testing.assert_array_equal(image, read_image(path, dicom_plugin="pylibjpeg"))
+    np.testing.assert_array_equal(image, read_image(path, dicom_plugin=None))
+    images.verify_image(path)
+
+
+def test_verify_image_passes_sound_jpeg_dicoms_and_names_the_file_of_a_damaged_stream(tmp_path):
+    """libjpeg (pylibjpeg) checks each JPEG stream: sound baseline files pass; with entropy-coded bytes zeroed
+    Pillow still decodes the file without a word, and verification names the file, the transfer syntax and
+    libjpeg's own complaint (the last line of pydicom's report)."""
+    from jaxprobe.data.synth import make_siim
+
+    pytest.importorskip("pylibjpeg")
+    root, _ = make_siim(str(tmp_path), n=2, seed=0, size=128, sixteen_bit_fraction=0.0)
+    paths = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".dcm"))
+    for path in paths + [get_testdata_file("JPEG-LL.dcm")]:
+        images.verify_image(path)
+    data = bytearray(open(paths[0], "rb").read())
+    scan = data.find(b"\xff\xda", data.find(b"\xff\xd8\xff"))
+    data[scan + 40:scan + 296] = bytes(256)
+    damaged = tmp_path / "damaged.dcm"
+    damaged.write_bytes(bytes(data))
+    read_image(damaged)
+    with refused(damaged, r"corrupt JPEG stream \(JPEG Baseline \(Process 1\)\): pylibjpeg: libjpeg error code "
+                          r"'-\d+' returned from Decode\(\): [^\n]+$"):
+        images.verify_image(damaged)
+
+
+def test_a_dicom_without_a_transfer_syntax_is_refused_by_name(tmp_path):
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    del ds.file_meta.TransferSyntaxUID
+    path = tmp_path / "no_syntax.dcm"
+    ds.save_as(path, enforce_file_format=False, implicit_vr=False, little_endian=True)
+    with refused(path, r"cannot decode pixel data \(unknown transfer syntax\): .*'Transfer Syntax UID'"):
+        read_image(path)

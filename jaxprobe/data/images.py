@@ -81,7 +81,7 @@ def verify_image(path: str | os.PathLike) -> None:
         ds.pixel_array_options(decoding_plugin="pylibjpeg")
         ds.pixel_array  # noqa: B018 - decoded for its errors only
     except Exception as e:  # noqa: BLE001 - libjpeg's error codes arrive as RuntimeError/ValueError
-        raise DataError(os.fspath(path), f"corrupt JPEG stream ({ts.name}): {str(e).splitlines()[-1][:200]}") from None
+        raise DataError(os.fspath(path), f"corrupt JPEG stream ({ts.name}): {str(e).splitlines()[-1].strip()[:200]}") from None
 
 
 def read_image(
@@ -99,9 +99,10 @@ def read_image(
     scaling: ``"range"`` maps the nominal range of the data (BitsStored, LUT depth, window output, 16 bits of
       a 16-bit PNG) to 0..255; ``"minmax"`` stretches each image's own min..max instead.
     dicom_plugin: the pydicom decoding plugin to use for compressed DICOMs when it supports the transfer
-      syntax (else pydicom chooses). Lossy JPEG decoders differ by a level or two, so one is pinned; Pillow
-      is a core dependency and decodes JPEG Baseline (all Kaggle SIIM files) about 4x faster than
-      pylibjpeg-libjpeg. ``None`` lets pydicom choose.
+      syntax and decodes the file (else pydicom chooses among all installed plugins: Pillow, for one, refuses
+      12-bit JPEG Extended, which pylibjpeg decodes). Lossy JPEG decoders differ by a level or two, so one is
+      pinned; Pillow is a core dependency and decodes JPEG Baseline (all Kaggle SIIM files) about 4x faster
+      than pylibjpeg-libjpeg. ``None`` lets pydicom choose.
     """
     path = os.fspath(path)
     if scaling not in ("range", "minmax"):
@@ -186,6 +187,10 @@ def _decode_pixels(path: str, ds: pydicom.Dataset, preferred_plugin: str | None)
             )
         if preferred_plugin and preferred_plugin in decoder.available_plugins:
             ds.pixel_array_options(decoding_plugin=preferred_plugin)
+            try:
+                return ds.pixel_array
+            except Exception:  # noqa: BLE001 - e.g. Pillow on 12-bit JPEG Extended: the other plugins may decode it
+                ds.pixel_array_options(decoding_plugin="")
     try:
         return ds.pixel_array
     except Exception as e:  # pydicom raises ValueError/RuntimeError/... for truncated or undecodable data

@@ -67,7 +67,8 @@ def _sklearn_per_case(s, score, rule):
 def test_mask_replicates_equal_sklearn_on_each_resample(rule):
     stats = {"a": _mask_stats(1), "b": _mask_stats(2)}
     plan = bs.ResamplePlan(60, 15, seed=0)
-    reps = bs.bootstrap_replicates([M.METRICS["dice"], M.METRICS["iou"]], None, stats, plan,
+    given = {"a": stats["a"], "b": stats["b"].as_array()}   # MaskStatistics or their [n, 3] array, alike
+    reps = bs.bootstrap_replicates([M.METRICS["dice"], M.METRICS["iou"]], None, given, plan,
                                    empty_mask_rule=rule, max_chunk_elements=4 * 60)
     counts = bs.resample_counts(plan)
     per_case = {(metric, name): _sklearn_per_case(stats[name], score, rule)

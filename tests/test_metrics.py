@@ -154,3 +154,65 @@ def test_mask_shapes_statistics_arrays_and_constant_targets_are_checked():
         metrics.r2([2.0, 2.0, 2.0], [1.0, 2.0, 3.0])
     assert metrics.r2([0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]) == 1.0  # a total sum of squares of exactly 1 is not "constant"
     assert np.isnan(metrics.mean_over_cases(np.array([np.nan, np.nan])))
+
+
+def test_lowest_scored_case_positive_counts_in_roc_and_pr():
+    """The last threshold group holds a positive: recall and TPR reach 1 only there (scikit-learn as oracle)."""
+    y = np.array([1, 0, 0, 1, 0, 1])
+    s = np.array([0.9, 0.8, 0.5, 0.4, 0.3, 0.1])
+    assert metrics.auroc(y, s) == pytest.approx(skm.roc_auc_score(y, s), abs=1e-15)
+    assert metrics.average_precision(y, s) == pytest.approx(skm.average_precision_score(y, s), abs=1e-15)
+    precision, recall, _ = skm.precision_recall_curve(y, s)
+    assert metrics.pr_auc_trapezoid(y, s) == pytest.approx(skm.auc(recall, precision), abs=1e-15)
+
+
+def test_point_estimate_takes_every_metric_by_name_and_mask_statistics_as_arrays():
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=40)
+    p = y + rng.normal(0, 0.5, 40)
+    assert metrics.point_estimate("r2", y, p) == pytest.approx(skm.r2_score(y, p), rel=1e-12)
+    assert metrics.point_estimate("R2", y, p) == metrics.point_estimate("r2", y, p)
+    stats = metrics.MaskStatistics(np.array([0, 3, 1, 0]), np.array([0, 4, 2, 2]), np.array([0, 5, 1, 0]))
+    for rule, empty in (("zero", 0.0), ("one", 1.0)):
+        for name, per_case in (("dice", [2 * 3 / 9, 2 / 3, 0.0]), ("iou", [3 / 6, 1 / 2, 0.0])):
+            expected = np.mean([empty] + per_case)
+            assert metrics.point_estimate(name, None, stats, empty_mask_rule=rule) == pytest.approx(expected, rel=1e-12)
+            assert metrics.point_estimate(name, None, stats.as_array(), empty_mask_rule=rule) == pytest.approx(expected)
+    assert metrics.point_estimate("dice", None, stats, empty_mask_rule="exclude") == pytest.approx(np.mean([2 / 3, 2 / 3, 0]))
+
+
+def test_refusals_name_what_was_wrong():
+    def refused(pattern):
+        return pytest.raises(ValueError, match=f"^{pattern}$")
+
+    with refused(r"y_true must be one-dimensional, got shape \(2, 2\)"):
+        metrics.auroc(np.zeros((2, 2)), np.zeros(4))
+    with refused(r"y_true must hold binary labels 0/1 \(or booleans\), found values \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\]"):
+        metrics.auroc(np.arange(12), np.zeros(12))
+    with refused(r"y_true holds only one class \(\[1\]\); AUROC and AUPRC need positives and negatives"):
+        metrics.auroc(np.ones(3, int), np.zeros(3))
+    with refused(r"score holds 2 non-finite values"):
+        metrics.auroc(np.array([0, 1, 0, 1]), np.array([0.1, np.nan, np.inf, 0.2]))
+    with refused(r"y_true and y_pred must be one-dimensional and of equal length, got \(3,\) and \(4,\)"):
+        metrics.mse(np.zeros(3), np.zeros(4))
+    with refused(r"y_true and y_pred must be one-dimensional and of equal length, got \(2, 2\) and \(2, 2\)"):
+        metrics.mse(np.zeros((2, 2)), np.zeros((2, 2)))
+    for y, p in ((np.array([1.0, np.nan]), np.zeros(2)), (np.zeros(2), np.array([1.0, np.inf]))):
+        with refused("y_true and y_pred must be finite"):
+            metrics.r2(y, p)
+    with refused(r"unknown metric 'f1'; expected one of \['auroc', 'average_precision', 'dice', 'iou', 'mse', "
+                 r"'pr_auc_trapezoid', 'r2', 'auprc'\]"):
+        metrics.resolve_metric("f1")
+    with refused(r"pr_auc must be one of \('average_precision', 'trapezoid'\), got 'area'"):
+        metrics.resolve_metric("auprc", pr_auc="area")
+    ok = np.array([1, 2])
+    with refused(r"intersection, pred_area and true_area must be 1-D of equal length, got .*"):
+        metrics.MaskStatistics(ok, ok, np.array([1, 2, 3]))
+    with refused(r"intersection, pred_area and true_area must be 1-D of equal length, got \{\(1, 2\)\}"):
+        metrics.MaskStatistics(ok[None], ok[None], ok[None])
+    for i, name in enumerate(("intersection", "pred_area", "true_area")):
+        for bad in (np.array([1, -2]), np.array([1, 1.5]), np.array([1, np.nan])):
+            arrays = [ok, ok * 2, ok * 2]
+            arrays[i] = bad
+            with refused(f"{name} must hold non-negative whole pixel counts"):
+                metrics.MaskStatistics(*arrays)

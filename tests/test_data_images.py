@@ -393,6 +393,11 @@ def test_dicom_errors_start_with_the_file(tmp_path):
     ds.save_as(floats)
     refuses(floats, re.escape("float pixel data (Float/Double Float Pixel Data) is not supported; expected integer "
                               "Pixel Data (7FE0,0010)") + "$")
+    doubles = write_dicom(tmp_path / "double.dcm", pixels, pixel_data=False, BitsAllocated=64)
+    ds = pydicom.dcmread(doubles)
+    ds.DoubleFloatPixelData = pixels.astype("<f8").tobytes()
+    ds.save_as(doubles)
+    refuses(doubles, re.escape("float pixel data (Float/Double Float Pixel Data) is not supported") + ".*$")
     refuses(write_dicom(tmp_path / "rgb.dcm", pixels, photometric="YBR_FULL"),
             "PhotometricInterpretation YBR_FULL; expected MONOCHROME1 or MONOCHROME2$")
     frames = write_dicom(tmp_path / "frames.dcm", np.arange(24).reshape(6, 4), NumberOfFrames=2)
@@ -540,3 +545,32 @@ def test_a_dicom_without_a_transfer_syntax_is_refused_by_name(tmp_path):
     ds.save_as(path, enforce_file_format=False, implicit_vr=False, little_endian=True)
     with refused(path, r"cannot decode pixel data \(unknown transfer syntax\): .*'Transfer Syntax UID'"):
         read_image(path)
+
+
+def test_a_voi_lut_item_without_its_data_falls_back_to_the_window(tmp_path):
+    """A VOI LUT Sequence item with a descriptor but no LUT Data is no LUT: the window applies (pydicom's
+    apply_windowing as oracle, scaled from the 12-bit stored range)."""
+    from pydicom.pixels import apply_windowing
+
+    pixels = (np.arange(48).reshape(6, 8) * 85) % 4096
+    lut = Dataset()
+    lut.add_new(0x00283002, "US", [4096, 0, 10])
+    path = write_dicom(tmp_path / "no_data.dcm", pixels, WindowCenter="1500", WindowWidth="1000", VOILUTSequence=[lut])
+    ds = pydicom.dcmread(path)
+    expected = to8(apply_windowing(ds.pixel_array.astype(np.float64), ds), 0, 2**12 - 1)
+    np.testing.assert_array_equal(read_image(path), expected)
+
+
+def test_an_8_bit_png_under_minmax_is_stretched_to_its_own_range(tmp_path):
+    grey = np.linspace(10, 200, 64).round().astype(np.uint8).reshape(8, 8)
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "grey.png", scaling="minmax"), to8(grey, 10, 200))
+    np.testing.assert_array_equal(read_image(tmp_path / "grey.png"), grey)
+
+
+def test_header_check_counts_one_sample_per_pixel_when_the_tag_is_absent(tmp_path):
+    path = write_dicom(tmp_path / "no_samples.dcm", np.arange(12).reshape(3, 4))
+    ds = pydicom.dcmread(path)
+    del ds.SamplesPerPixel
+    ds.save_as(path)
+    assert "SamplesPerPixel" not in images.read_dicom_header(path)

@@ -228,3 +228,33 @@ def test_two_class_linear_seg_probe_is_the_authors_probe():
     assert np.array_equal(ours > 0, logits.argmax(1).numpy() == 1)
     with pytest.raises(ValueError, match="classes must be 1"):
         LinearSegProbe(16, 5, 40, classes=3, rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_bilinear_resize_to_a_single_pixel_matches_torch(align_corners):
+    x = np.random.default_rng(5).normal(size=(2, 6, 6)).astype(np.float32)
+    expected = F.interpolate(torch.from_numpy(x)[:, None], size=(1, 1), mode="bilinear",
+                             align_corners=align_corners)[:, 0].numpy()
+    np.testing.assert_allclose(np.asarray(resize_bilinear(jnp.asarray(x), 1, align_corners)), expected, atol=1e-6)
+
+
+def test_non_square_maps_are_refused_by_name():
+    with pytest.raises(ValueError, match=r"^resize_bilinear: expected a square map \[B,H,H,C\] or \[B,H,H\], got "
+                                         r"shape \(2, 4, 5, 3\)$"):
+        resize_bilinear(jnp.zeros((2, 4, 5, 3)), 8)
+    with pytest.raises(ValueError, match=r"got shape \(4, 4\)$"):
+        resize_bilinear(jnp.zeros((4, 4)), 8)
+    with pytest.raises(ValueError, match=r"^Conv3x3: expected a square map \[B,H,H,C\], got shape \(1, 4, 5, 2\)$"):
+        Conv3x3(2, 3, rngs=nnx.Rngs(0))(jnp.zeros((1, 4, 5, 2)))
+
+
+def test_dense_layers_start_as_torch_linear_does():
+    """PyTorch's nn.Linear draws weights and biases uniformly in +-1/sqrt(fan_in); so do the heads' dense layers
+    (here the segmenter's query projection from a 10-wide global embedding, default widths)."""
+    head = CrossAttentionSegmenter(16, 10, 5, 30, rngs=nnx.Rngs(0))
+    twin = TorchCrossAttentionSegmenter(16, 10, 5, 30)
+    bound = 1 / np.sqrt(10)
+    assert head.query.kernel.shape == (10, twin.query.out_features) and twin.query.out_features >= 64
+    for values in (head.query.bias[...], head.query.kernel[...], twin.query.bias.detach(), twin.query.weight.detach()):
+        top = np.abs(np.asarray(values)).max()
+        assert 0.9 * bound < top <= bound

@@ -1,6 +1,7 @@
 """compare(): paired p-values, Bonferroni verdicts, CIs, DeLong; simulations of p-value calibration and CI coverage."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -454,3 +455,48 @@ def test_true_mask_areas_given_as_y_true_are_checked_against_the_statistics():
         compare("dice", np.array([2, 2, 2]), stats, n_resamples=20)
     with pytest.raises(ValueError, match="^no metric requested$"):
         compare_metrics([], np.array([0, 1]), {"a": np.array([0.1, 0.2])})
+
+
+def test_small_set_warnings_at_their_thresholds():
+    from jaxprobe.stats.compare import sample_warnings
+
+    nine = np.r_[np.ones(9, int), np.zeros(30, int)]
+    assert sample_warnings("ranking", nine, nine.size) == (
+        "small test set: 9 positive case(s) (fewer than 10); the bootstrap intervals and p-values are unreliable",)
+    both = np.r_[np.ones(3, int), np.zeros(2, int)]
+    assert sample_warnings("ranking", both, 5) == (
+        "small test set: 3 positive, 2 negative case(s) (fewer than 10); the bootstrap intervals and p-values are "
+        "unreliable",)
+    assert sample_warnings("ranking", np.r_[np.ones(10, int), np.zeros(10, int)], 20) == ()
+    assert sample_warnings("regression", np.arange(19.0), 19) == (
+        "small test set: 19 cases (fewer than 20); the bootstrap intervals and p-values are unreliable",)
+    assert sample_warnings("regression", np.arange(20.0), 20) == ()
+    assert sample_warnings("mask", None, 19)[0].startswith("small test set: 19 cases")
+
+
+def test_p_value_and_interval_edges():
+    from jaxprobe.stats.compare import percentile_interval
+
+    d = np.array([0.1, np.nan, -0.2, 0.4, 0.3])
+    assert paired_p_value(d, 0.2) == pytest.approx((1 + 2) / (4 + 1))   # |d - 0.2| >= 0.2: -0.2 and 0.4
+    assert math.isnan(paired_p_value(d, float("nan"))) and math.isnan(paired_p_value(np.full(3, np.nan), 0.1))
+    values = np.r_[np.arange(101.0), np.nan]
+    assert percentile_interval(values, 0.9) == (pytest.approx(5.0), pytest.approx(95.0))
+    assert all(math.isnan(v) for v in percentile_interval(np.full(4, np.nan), 0.95))
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("ci_level", 1.0, "ci_level must be in (0, 1), got 1.0"),
+    ("ci_level", 0.0, "ci_level must be in (0, 1), got 0.0"),
+    ("alpha", 1.0, "alpha must be in (0, 1), got 1.0"),
+    ("alpha", 0.0, "alpha must be in (0, 1), got 0.0"),
+    ("n_resamples", 0, "n_resamples must be positive, got 0"),
+    ("point_estimate", "median", "point_estimate must be one of ('full_sample', 'bootstrap_mean'), got 'median'"),
+    ("test", "welch", "test must be one of ('paired', 'unpaired'), got 'welch'"),
+    ("n_comparisons", 0, "n_comparisons must be at least 1, got 0"),
+])
+def test_settings_out_of_range_are_refused_whole(option, value, message):
+    y, preds = _three_models(n=40)
+    preds.pop("weak_copy")
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        compare("auroc", y, preds, **{"n_resamples": 10, option: value})

@@ -71,22 +71,29 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().astype(np.float32)
 
 
+def _set(param, value: np.ndarray) -> None:
+    """param <- value, shapes equal: a [..., 1] value would otherwise broadcast silently into a wider param."""
+    if tuple(param.shape) != tuple(value.shape):
+        raise ValueError(f"copy_torch_weights: shape {tuple(value.shape)} does not fit parameter {tuple(param.shape)}")
+    param[...] = value
+
+
 def _dense_from(layer, weight: torch.Tensor, bias: torch.Tensor) -> None:
     """nnx.Linear <- torch Linear weight [out,in] or 1x1 conv weight [out,in,1,1]."""
-    layer.kernel[...] = _np(weight.reshape(weight.shape[0], -1)).T
-    layer.bias[...] = _np(bias)
+    _set(layer.kernel, _np(weight.reshape(weight.shape[0], -1)).T)
+    _set(layer.bias, _np(bias))
 
 
 def _conv3x3_from(conv, torch_conv: nn.Conv2d) -> None:
-    conv.kernel[...] = _np(torch_conv.weight).transpose(2, 3, 1, 0)
-    conv.bias[...] = _np(torch_conv.bias)
+    _set(conv.kernel, _np(torch_conv.weight).transpose(2, 3, 1, 0))
+    _set(conv.bias, _np(torch_conv.bias))
 
 
 def _batchnorm_from(bn, torch_bn: nn.BatchNorm2d) -> None:
-    bn.scale[...] = _np(torch_bn.weight)
-    bn.bias[...] = _np(torch_bn.bias)
-    bn.mean[...] = _np(torch_bn.running_mean)
-    bn.var[...] = _np(torch_bn.running_var)
+    _set(bn.scale, _np(torch_bn.weight))
+    _set(bn.bias, _np(torch_bn.bias))
+    _set(bn.mean, _np(torch_bn.running_mean))
+    _set(bn.var, _np(torch_bn.running_var))
 
 
 def copy_torch_weights(torch_head: nn.Module, head) -> None:
@@ -96,21 +103,21 @@ def copy_torch_weights(torch_head: nn.Module, head) -> None:
     elif isinstance(torch_head, TorchLinearSegProbe):
         _dense_from(head.conv, torch_head.conv.weight, torch_head.conv.bias)
     elif isinstance(torch_head, TorchCrossAttentionSegmenter):
-        head.map_norm.scale[...] = _np(torch_head.map_norm.weight).transpose(1, 2, 0)
-        head.map_norm.bias[...] = _np(torch_head.map_norm.bias).transpose(1, 2, 0)
+        _set(head.map_norm.scale, _np(torch_head.map_norm.weight).transpose(1, 2, 0))
+        _set(head.map_norm.bias, _np(torch_head.map_norm.bias).transpose(1, 2, 0))
         _conv3x3_from(head.conv1, torch_head.refine[0])
         _batchnorm_from(head.bn1, torch_head.refine[1])
         _conv3x3_from(head.conv2, torch_head.refine[3])
         _batchnorm_from(head.bn2, torch_head.refine[4])
         _dense_from(head.key_value, torch_head.key_value.weight, torch_head.key_value.bias)
-        head.query_norm.scale[...] = _np(torch_head.query_norm.weight)
-        head.query_norm.bias[...] = _np(torch_head.query_norm.bias)
+        _set(head.query_norm.scale, _np(torch_head.query_norm.weight))
+        _set(head.query_norm.bias, _np(torch_head.query_norm.bias))
         _dense_from(head.query, torch_head.query.weight, torch_head.query.bias)
         att = torch_head.attention
         for part, proj in zip(att.in_proj_weight.chunk(3), (head.attention.q, head.attention.k, head.attention.v)):
-            proj.kernel[...] = _np(part).T
+            _set(proj.kernel, _np(part).T)
         for part, proj in zip(att.in_proj_bias.chunk(3), (head.attention.q, head.attention.k, head.attention.v)):
-            proj.bias[...] = _np(part)
+            _set(proj.bias, _np(part))
         _dense_from(head.attention.out, att.out_proj.weight, att.out_proj.bias)
         _dense_from(head.classifier, torch_head.classifier.weight, torch_head.classifier.bias)
     else:

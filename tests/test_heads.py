@@ -10,8 +10,8 @@ from flax import nnx
 from benchmarks.torch_heads import (TorchCrossAttentionSegmenter, TorchLinearProbe, TorchLinearSegProbe,
                                     copy_torch_weights)
 from jaxprobe.encoders.spec import EncoderSpec
-from jaxprobe.heads import (Conv3x3, CrossAttentionSegmenter, LinearProbe, LinearSegProbe, bilinear_matrix, make_head,
-                            resize_bilinear)
+from jaxprobe.heads import (Conv3x3, CrossAttentionSegmenter, LinearProbe, LinearSegProbe, MapLayerNorm,
+                            bilinear_matrix, make_head, resize_bilinear)
 
 torch.set_num_threads(1)
 SMALL = dict(widths=(12, 8), num_heads=2, attention_dim=8)
@@ -258,3 +258,41 @@ def test_dense_layers_start_as_torch_linear_does():
     for values in (head.query.bias[...], head.query.kernel[...], twin.query.bias.detach(), twin.query.weight.detach()):
         top = np.abs(np.asarray(values)).max()
         assert 0.9 * bound < top <= bound
+
+
+def test_copying_a_twin_into_a_head_of_another_shape_is_refused():
+    """A one-output torch twin copied into a two-class probe would broadcast its [16, 1] kernel into [16, 2]."""
+    twin = TorchLinearSegProbe(16, 5, 38)
+    head = LinearSegProbe(16, 5, 38, classes=2, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"^copy_torch_weights: shape \(16, 1\) does not fit parameter \(16, 2\)$"):
+        copy_torch_weights(twin, head)
+
+
+def test_segmenter_refusals_are_named_whole():
+    head = CrossAttentionSegmenter(16, 10, 5, 30, rngs=nnx.Rngs(0), **SMALL)
+    patches, g = _inputs(2, 5, 16, 10)
+    with pytest.raises(ValueError, match=r"^CrossAttentionSegmenter: patches must have shape \[B,5,5,16\], got "
+                                         r"\(2, 5, 5, 8\)$"):
+        head(jnp.zeros((2, 5, 5, 8)), jnp.asarray(g))
+    with pytest.raises(ValueError, match=r"^CrossAttentionSegmenter: global embedding must have shape \[2,10\], got "
+                                         r"\(3, 10\)$"):
+        head(jnp.asarray(patches), jnp.zeros((3, 10)))
+    with pytest.raises(ValueError, match=r"^CrossAttentionSegmenter: widths must hold two conv widths, got "
+                                         r"\(12, 8, 4\)$"):
+        CrossAttentionSegmenter(16, 10, 5, 30, widths=(12, 8, 4), attention_dim=4, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"^CrossAttentionSegmenter: attention_dim=16 must equal the refined map's "
+                                         r"width widths\[-1\]=8 because .*$"):
+        CrossAttentionSegmenter(16, 10, 5, 30, widths=(12, 8), attention_dim=16, rngs=nnx.Rngs(0))
+
+
+def test_map_layer_norm_of_a_constant_map_is_its_bias_as_in_torch():
+    """Zero variance: epsilon alone keeps the normalisation finite (torch.nn.LayerNorm over [C, G, G] as oracle)."""
+    x = np.full((2, 3, 3, 4), 0.7, np.float32)
+    x[1] = 0.7 + np.random.default_rng(0).normal(0, 1e-4, (3, 3, 4))
+    ref = torch.nn.LayerNorm([4, 3, 3])
+    _randomise(ref, 4)
+    norm = MapLayerNorm(3, 4)
+    norm.scale[...] = ref.weight.detach().numpy().transpose(1, 2, 0)
+    norm.bias[...] = ref.bias.detach().numpy().transpose(1, 2, 0)
+    expected = ref(torch.from_numpy(x).permute(0, 3, 1, 2)).detach().permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(np.asarray(norm(jnp.asarray(x))), expected, rtol=1e-4, atol=1e-4)

@@ -231,11 +231,17 @@ def test_two_class_linear_seg_probe_is_the_authors_probe():
 
 
 @pytest.mark.parametrize("align_corners", [False, True])
-def test_bilinear_resize_to_a_single_pixel_matches_torch(align_corners):
-    x = np.random.default_rng(5).normal(size=(2, 6, 6)).astype(np.float32)
-    expected = F.interpolate(torch.from_numpy(x)[:, None], size=(1, 1), mode="bilinear",
+@pytest.mark.parametrize("in_size, out_size", [(6, 1), (1, 4)])
+def test_bilinear_resize_to_and_from_a_single_pixel_matches_torch(align_corners, in_size, out_size):
+    x = np.random.default_rng(5).normal(size=(2, in_size, in_size)).astype(np.float32)
+    expected = F.interpolate(torch.from_numpy(x)[:, None], size=(out_size, out_size), mode="bilinear",
                              align_corners=align_corners)[:, 0].numpy()
-    np.testing.assert_allclose(np.asarray(resize_bilinear(jnp.asarray(x), 1, align_corners)), expected, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(resize_bilinear(jnp.asarray(x), out_size, align_corners)), expected,
+                               atol=1e-6)
+    with pytest.raises(ValueError, match=r"^bilinear_matrix: sizes must be positive, got in_size=0, out_size=3$"):
+        bilinear_matrix(0, 3)
+    with pytest.raises(ValueError, match=r"got in_size=3, out_size=0$"):
+        bilinear_matrix(3, 0)
 
 
 def test_non_square_maps_are_refused_by_name():
@@ -248,14 +254,19 @@ def test_non_square_maps_are_refused_by_name():
         Conv3x3(2, 3, rngs=nnx.Rngs(0))(jnp.zeros((1, 4, 5, 2)))
 
 
-def test_dense_layers_start_as_torch_linear_does():
-    """PyTorch's nn.Linear draws weights and biases uniformly in +-1/sqrt(fan_in); so do the heads' dense layers
-    (here the segmenter's query projection from a 10-wide global embedding, default widths)."""
+def test_dense_and_conv_layers_start_as_torch_does():
+    """PyTorch's nn.Linear and nn.Conv2d draw weights and biases uniformly in +-1/sqrt(fan_in); so do the heads'
+    dense layers (the segmenter's query projection from a 10-wide global embedding) and 3x3 convolutions."""
     head = CrossAttentionSegmenter(16, 10, 5, 30, rngs=nnx.Rngs(0))
     twin = TorchCrossAttentionSegmenter(16, 10, 5, 30)
     bound = 1 / np.sqrt(10)
     assert head.query.kernel.shape == (10, twin.query.out_features) and twin.query.out_features >= 64
     for values in (head.query.bias[...], head.query.kernel[...], twin.query.bias.detach(), twin.query.weight.detach()):
+        top = np.abs(np.asarray(values)).max()
+        assert 0.9 * bound < top <= bound
+    conv, torch_conv = Conv3x3(12, 40, rngs=nnx.Rngs(1)), torch.nn.Conv2d(12, 40, 3)   # fan_in 3 x 3 x 12
+    bound = 1 / np.sqrt(9 * 12)
+    for values in (conv.bias[...], conv.kernel[...], torch_conv.bias.detach(), torch_conv.weight.detach()):
         top = np.abs(np.asarray(values)).max()
         assert 0.9 * bound < top <= bound
 

@@ -500,10 +500,12 @@ def test_dicom_header_check_on_big_endian_encapsulated_and_unreadable_files(tmp_
         images.read_dicom_header(text)
 
 
-def test_a_12_bit_jpeg_extended_that_pillow_refuses_is_decoded_by_another_plugin():
+def test_a_12_bit_jpeg_extended_that_pillow_refuses_is_decoded_by_another_plugin(caplog, monkeypatch):
     """Pillow, the pinned default, refuses 12-bit JPEG Extended (pydicom's JPGExtended.dcm); the file then decodes
-    as pydicom decodes it with every installed plugin (pylibjpeg here), not as an error, and passes verification."""
+    as pydicom decodes it with every installed plugin (pylibjpeg here), not as an error, and passes verification.
+    The switch is said once per plugin and transfer syntax, naming the first file."""
     pytest.importorskip("pylibjpeg")
+    monkeypatch.setattr(images, "_FALLBACKS_REPORTED", set())
     path = get_testdata_file("JPGExtended.dcm")
     ds = pydicom.dcmread(path)
     assert ds.BitsStored == 12 and ds.file_meta.TransferSyntaxUID.name == "JPEG Extended (Process 2 and 4)"
@@ -514,6 +516,10 @@ def test_a_12_bit_jpeg_extended_that_pillow_refuses_is_decoded_by_another_plugin
     np.testing.assert_array_equal(image, read_image(path, dicom_plugin="pylibjpeg"))
     np.testing.assert_array_equal(image, read_image(path, dicom_plugin=None))
     images.verify_image(path)
+    said = [r.getMessage() for r in caplog.records if r.name == "jaxprobe.data.images"]
+    assert said == [f"{path}: the pillow plugin cannot decode JPEG Extended (Process 2 and 4) (pillow: Pillow does not "
+                    "support 'JPEG Extended' for samples with 12-bit precision); this and any further such files are "
+                    "decoded by pydicom's other installed plugins"]
 
 
 def test_verify_image_passes_sound_jpeg_dicoms_and_names_the_file_of_a_damaged_stream(tmp_path):

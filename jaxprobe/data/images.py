@@ -10,6 +10,7 @@ Every failure is a ``DataError`` that names the file.
 """
 from __future__ import annotations
 
+import logging
 import os
 import struct
 from typing import Literal
@@ -26,6 +27,9 @@ Scaling = Literal["range", "minmax"]
 
 # Transfer syntax UID -> packages that decode it (pydicom 3 plugin table); Pillow is a core
 # dependency, so only the others are suggested.
+log = logging.getLogger(__name__)
+_FALLBACKS_REPORTED: set[tuple[str, str]] = set()  # (plugin, transfer syntax) said once per process
+
 _DECODER_PACKAGES = {
     "1.2.840.10008.1.2.4.50": "pylibjpeg pylibjpeg-libjpeg (jaxprobe[dicom]) or python-gdcm",
     "1.2.840.10008.1.2.4.51": "pylibjpeg pylibjpeg-libjpeg (jaxprobe[dicom]) or python-gdcm",
@@ -189,7 +193,12 @@ def _decode_pixels(path: str, ds: pydicom.Dataset, preferred_plugin: str | None)
             ds.pixel_array_options(decoding_plugin=preferred_plugin)
             try:
                 return ds.pixel_array
-            except Exception:  # noqa: BLE001 - e.g. Pillow on 12-bit JPEG Extended: the other plugins may decode it
+            except Exception as e:  # noqa: BLE001 - e.g. Pillow on 12-bit JPEG Extended: the other plugins may decode it
+                if (preferred_plugin, str(ts)) not in _FALLBACKS_REPORTED:
+                    _FALLBACKS_REPORTED.add((preferred_plugin, str(ts)))
+                    log.warning("%s: the %s plugin cannot decode %s (%s); this and any further such files are "
+                                "decoded by pydicom's other installed plugins", path, preferred_plugin, ts.name,
+                                str(e).splitlines()[-1].strip()[:200])
                 ds.pixel_array_options(decoding_plugin="")
     try:
         return ds.pixel_array

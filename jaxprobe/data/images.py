@@ -25,11 +25,11 @@ from .errors import DataError
 
 Scaling = Literal["range", "minmax"]
 
-# Transfer syntax UID -> packages that decode it (pydicom 3 plugin table); Pillow is a core
-# dependency, so only the others are suggested.
 log = logging.getLogger(__name__)
 _FALLBACKS_REPORTED: set[tuple[str, str]] = set()  # (plugin, transfer syntax) said once per process
 
+# Transfer syntax UID -> packages that decode it (pydicom 3 plugin table); Pillow is a core
+# dependency, so only the others are suggested.
 _DECODER_PACKAGES = {
     "1.2.840.10008.1.2.4.50": "pylibjpeg pylibjpeg-libjpeg (jaxprobe[dicom]) or python-gdcm",
     "1.2.840.10008.1.2.4.51": "pylibjpeg pylibjpeg-libjpeg (jaxprobe[dicom]) or python-gdcm",
@@ -66,6 +66,11 @@ def _kind(path: str) -> str:
     raise DataError(path, "not a DICOM, PNG or JPEG file (unrecognised signature)")
 
 
+def _last_line(error: Exception) -> str:
+    """The last line of a decoder's report (pydicom lists each plugin's failure on a line of its own)."""
+    return str(error).splitlines()[-1].strip()[:200]
+
+
 def verify_image(path: str | os.PathLike) -> None:
     """Decode an image as a run would, and for a JPEG-compressed DICOM also check its stream with libjpeg
     (pylibjpeg, the ``dicom`` extra) where installed: Pillow decodes a stream with zeroed or damaged entropy-coded
@@ -85,7 +90,7 @@ def verify_image(path: str | os.PathLike) -> None:
         ds.pixel_array_options(decoding_plugin="pylibjpeg")
         ds.pixel_array  # noqa: B018 - decoded for its errors only
     except Exception as e:  # noqa: BLE001 - libjpeg's error codes arrive as RuntimeError/ValueError
-        raise DataError(os.fspath(path), f"corrupt JPEG stream ({ts.name}): {str(e).splitlines()[-1].strip()[:200]}") from None
+        raise DataError(os.fspath(path), f"corrupt JPEG stream ({ts.name}): {_last_line(e)}") from None
 
 
 def read_image(
@@ -198,7 +203,7 @@ def _decode_pixels(path: str, ds: pydicom.Dataset, preferred_plugin: str | None)
                     _FALLBACKS_REPORTED.add((preferred_plugin, str(ts)))
                     log.warning("%s: the %s plugin cannot decode %s (%s); this and any further such files are "
                                 "decoded by pydicom's other installed plugins", path, preferred_plugin, ts.name,
-                                str(e).splitlines()[-1].strip()[:200])
+                                _last_line(e))
                 ds.pixel_array_options(decoding_plugin="")
     try:
         return ds.pixel_array

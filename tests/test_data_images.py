@@ -232,11 +232,16 @@ def test_missing_decoder_names_transfer_syntax_and_package(tmp_path, monkeypatch
         read_image(path)
 
 
-def test_jpeg_baseline_dicom_decoders_agree(tmp_path):
+def _jpeg_dicoms(tmp_path, n):
+    """The JPEG Baseline DICOMs (8-bit, Pillow-encoded) of a synthetic SIIM set of n images, sorted."""
     from jaxprobe.data.synth import make_siim
 
-    root, _ = make_siim(str(tmp_path), n=2, seed=0, size=128, sixteen_bit_fraction=0.0)
-    path = next(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".dcm"))
+    root, _ = make_siim(str(tmp_path), n=n, seed=0, size=128, sixteen_bit_fraction=0.0)
+    return sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".dcm"))
+
+
+def test_jpeg_baseline_dicom_decoders_agree(tmp_path):
+    path = _jpeg_dicoms(tmp_path, 2)[0]
     pinned = read_image(path).astype(int)
     chosen_by_pydicom = read_image(path, dicom_plugin=None).astype(int)
     assert np.abs(pinned - chosen_by_pydicom).mean() < 1.0
@@ -443,10 +448,7 @@ def test_voi_index_and_incomplete_windows(tmp_path):
 def test_dicom_plugin_pins_the_jpeg_decoder(tmp_path):
     """JPEG Baseline DICOMs decode through the plugin named (Pillow by default), so the image equals that plugin's
     decoding through pydicom itself; the two plugins differ on this file, so the choice shows."""
-    from jaxprobe.data.synth import make_siim
-
-    root, _ = make_siim(str(tmp_path), n=4, seed=0, size=128, sixteen_bit_fraction=0.0)
-    paths = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".dcm"))
+    paths = _jpeg_dicoms(tmp_path, 4)
     differ = 0
     for path in paths:
         decoded = {}
@@ -526,11 +528,8 @@ def test_verify_image_passes_sound_jpeg_dicoms_and_names_the_file_of_a_damaged_s
     """libjpeg (pylibjpeg) checks each JPEG stream: sound baseline files pass; with entropy-coded bytes zeroed
     Pillow still decodes the file without a word, and verification names the file, the transfer syntax and
     libjpeg's own complaint (the last line of pydicom's report)."""
-    from jaxprobe.data.synth import make_siim
-
     pytest.importorskip("pylibjpeg")
-    root, _ = make_siim(str(tmp_path), n=2, seed=0, size=128, sixteen_bit_fraction=0.0)
-    paths = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".dcm"))
+    paths = _jpeg_dicoms(tmp_path, 2)
     for path in paths + [get_testdata_file("JPEG-LL.dcm")]:
         images.verify_image(path)
     data = bytearray(open(paths[0], "rb").read())

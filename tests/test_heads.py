@@ -260,17 +260,13 @@ def test_dense_and_conv_layers_start_as_torch_does():
     torch.manual_seed(0)
     head = CrossAttentionSegmenter(16, 10, 5, 30, rngs=nnx.Rngs(0))
     twin = TorchCrossAttentionSegmenter(16, 10, 5, 30)
-    bound = 1 / np.sqrt(10)
     assert head.query.kernel.shape == (10, twin.query.out_features) and twin.query.out_features >= 64
-    for values in (head.query.bias[...], head.query.kernel[...], twin.query.bias.detach(), twin.query.weight.detach()):
-        top = np.abs(np.asarray(values)).max()
-        assert 0.9 * bound < top <= bound
-    torch.manual_seed(0)
     conv, torch_conv = Conv3x3(12, 256, rngs=nnx.Rngs(1)), torch.nn.Conv2d(12, 256, 3)   # fan_in 3 x 3 x 12
-    bound = 1 / np.sqrt(9 * 12)
-    for values in (conv.bias[...], conv.kernel[...], torch_conv.bias.detach(), torch_conv.weight.detach()):
-        top = np.abs(np.asarray(values)).max()
-        assert 0.9 * bound < top <= bound
+    for fan_in, ours, theirs in ((10, head.query, twin.query), (9 * 12, conv, torch_conv)):
+        bound = 1 / np.sqrt(fan_in)
+        for values in (ours.bias[...], ours.kernel[...], theirs.bias.detach(), theirs.weight.detach()):
+            top = np.abs(np.asarray(values)).max()
+            assert 0.9 * bound < top <= bound
 
 
 def test_copying_a_twin_into_a_head_of_another_shape_is_refused():

@@ -4,12 +4,22 @@ import os
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-if "MUTANT_UNDER_TEST" in os.environ:
-    # Under mutmut (README, "Mutation testing") every mutant runs its tests in a fresh process; a persistent
-    # compilation cache lets those processes reuse the XLA programs that the mutant did not change. Outside
-    # mutmut this block does nothing.
+# One persistent XLA compilation cache for the whole session, handed to the subprocesses the tests start through
+# the environment: many tests compile the same small programs (the same reduced encoders and heads), and on 2 cores
+# compiling is most of their time. A cached executable is the one XLA compiled, so no number changes. Under mutmut
+# (README, "Mutation testing") every mutant runs its tests in a fresh process, and one fixed folder lets those
+# processes reuse the programs that the mutant did not change; otherwise the folder is new and removed at exit.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     import tempfile
 
-    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "jaxprobe-mutmut-xla"))
+    if "MUTANT_UNDER_TEST" in os.environ:
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), "jaxprobe-mutmut-xla")
+    else:
+        import atexit
+        import shutil
+
+        _xla_cache = tempfile.mkdtemp(prefix="jaxprobe-tests-xla-")
+        atexit.register(shutil.rmtree, _xla_cache, True)
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = _xla_cache
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")

@@ -579,3 +579,15 @@ def test_header_check_counts_one_sample_per_pixel_when_the_tag_is_absent(tmp_pat
     del ds.SamplesPerPixel
     ds.save_as(path)
     assert "SamplesPerPixel" not in images.read_dicom_header(path)
+
+
+def test_header_check_of_a_native_dicom_without_columns_leaves_the_refusal_to_the_reader(tmp_path):
+    """Rows x Columns can only be checked against the declared length when both are there; without Columns the
+    header check passes (the length fits in the file) and reading refuses the file by name."""
+    path = write_dicom(tmp_path / "no_columns.dcm", np.arange(12).reshape(3, 4))
+    ds = pydicom.dcmread(path)
+    del ds.Columns
+    ds.save_as(path)
+    assert images.read_dicom_header(path).Rows == 3
+    with pytest.raises(DataError, match="no_columns.dcm: DICOM lacks Columns, needed to decode the pixels"):
+        read_image(path)

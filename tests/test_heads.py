@@ -11,7 +11,7 @@ from benchmarks.torch_heads import (TorchCrossAttentionSegmenter, TorchLinearPro
                                     copy_torch_weights)
 from jaxprobe.encoders.spec import EncoderSpec
 from jaxprobe.heads import (Conv3x3, CrossAttentionSegmenter, LinearProbe, LinearSegProbe, MapLayerNorm,
-                            bilinear_matrix, make_head, resize_bilinear)
+                            SingleQueryAttention, bilinear_matrix, make_head, resize_bilinear)
 
 torch.set_num_threads(1)
 SMALL = dict(widths=(12, 8), num_heads=2, attention_dim=8)
@@ -180,6 +180,17 @@ def test_make_head_takes_sizes_from_the_encoder_spec():
     assert make_head("linear_seg", spec, rngs=nnx.Rngs(0)).conv.kernel.shape == (768, 1)
     with pytest.raises(ValueError, match="unknown head 'mlp'"):
         make_head("mlp", spec, rngs=nnx.Rngs(0))
+    # the options reach the head, and the grid and input size are the spec's
+    small = EncoderSpec(family="dinov2", input_size=70, patch_size=14, mean=(0.5,) * 3, std=(0.5,) * 3,
+                        resize="direct", global_dim=10, patch_dim=16)
+    seg = make_head("linear_seg", small, rngs=nnx.Rngs(0), classes=2, align_corners=True)
+    assert (seg.grid, seg.input_size, seg.classes, seg.align_corners) == (5, 70, 2, True)
+    assert seg.conv.kernel.shape == (16, 2)
+    assert seg(jnp.ones((2, 5, 5, 16), jnp.float16)).shape == (2, 70, 70)
+    custom = make_head("custom_seg", small, rngs=nnx.Rngs(0), widths=(8, 4), refine_size=10, num_heads=2,
+                       attention_dim=4)
+    assert (custom.conv1.kernel.shape, custom.conv2.kernel.shape) == ((3, 3, 16, 8), (3, 3, 8, 4))
+    assert (custom.refine_size, custom.attention.num_heads, custom.input_size) == (10, 2, 70)
 
 
 def test_wrong_shapes_are_named():
@@ -256,17 +267,28 @@ def test_non_square_maps_are_refused_by_name():
 
 def test_dense_and_conv_layers_start_as_torch_does():
     """PyTorch's nn.Linear and nn.Conv2d draw weights and biases uniformly in +-1/sqrt(fan_in); so do the heads'
-    dense layers (the segmenter's query projection from a 10-wide global embedding) and 3x3 convolutions."""
+    dense layers (the segmenter's query projection from a 10-wide global embedding) and 3x3 convolutions. The
+    attention's q/k/v projections start as nn.MultiheadAttention's: xavier-uniform over the fused in-projection,
+    out-projection as nn.Linear, all biases zero."""
     torch.manual_seed(0)
     head = CrossAttentionSegmenter(16, 10, 5, 30, rngs=nnx.Rngs(0))
     twin = TorchCrossAttentionSegmenter(16, 10, 5, 30)
     assert head.query.kernel.shape == (10, twin.query.out_features) and twin.query.out_features >= 64
     conv, torch_conv = Conv3x3(12, 256, rngs=nnx.Rngs(1)), torch.nn.Conv2d(12, 256, 3)   # fan_in 3 x 3 x 12
-    for fan_in, ours, theirs in ((10, head.query, twin.query), (9 * 12, conv, torch_conv)):
-        bound = 1 / np.sqrt(fan_in)
-        for values in (ours.bias[...], ours.kernel[...], theirs.bias.detach(), theirs.weight.detach()):
-            top = np.abs(np.asarray(values)).max()
-            assert 0.9 * bound < top <= bound
+    attention, torch_attention = SingleQueryAttention(64, 4, rngs=nnx.Rngs(2)), torch.nn.MultiheadAttention(64, 4)
+    xavier = np.sqrt(6 / (64 + 3 * 64))  # torch's xavier-uniform over the fused [3*64, 64] in_proj_weight
+    for bound, values in (
+            *[(1 / np.sqrt(fan_in), v) for fan_in, ours, theirs in ((10, head.query, twin.query), (9 * 12, conv,
+              torch_conv)) for v in (ours.bias[...], ours.kernel[...], theirs.bias.detach(), theirs.weight.detach())],
+            *[(xavier, p.kernel[...]) for p in (attention.q, attention.k, attention.v)],
+            (xavier, torch_attention.in_proj_weight.detach()),
+            (1 / np.sqrt(64), attention.out.kernel[...]), (1 / np.sqrt(64), torch_attention.out_proj.weight.detach())):
+        values = np.abs(np.asarray(values))
+        # the largest of n uniform draws falls under (1 - 10/n) x bound with probability e^-10
+        assert (1 - 10 / values.size) * bound < values.max() <= bound, (bound, values.shape)
+    for values in (attention.q.bias, attention.k.bias, attention.v.bias, attention.out.bias):
+        assert not np.any(np.asarray(values[...]))
+    assert not torch_attention.in_proj_bias.any() and not torch_attention.out_proj.bias.any()
 
 
 def test_copying_a_twin_into_a_head_of_another_shape_is_refused():

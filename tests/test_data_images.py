@@ -230,6 +230,33 @@ def test_missing_decoder_names_transfer_syntax_and_package(tmp_path, monkeypatch
     monkeypatch.setattr(images, "_decoder_available", lambda decoder: False)
     with pytest.raises(DataError, match=r"j2k.dcm.*JPEG 2000.*pylibjpeg-openjpeg"):
         read_image(path)
+    monkeypatch.setattr(images, "_DECODER_PACKAGES", {})  # a transfer syntax jaxprobe has no package hint for
+    with pytest.raises(DataError, match=re.escape(
+            f"{path}: pixel data is compressed with JPEG 2000 Image Compression (1.2.840.10008.1.2.4.91) and no "
+            "installed package decodes it; install a pydicom pixel data plugin, e.g. pip install 'jaxprobe[dicom]'")):
+        read_image(path)
+
+
+def test_a_transfer_syntax_pydicom_cannot_decode_at_all_is_refused_by_name(tmp_path):
+    """MPEG-2 video: pydicom has no pixel data decoder for it whatever is installed."""
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import MPEG2MPML
+
+    path = write_dicom(tmp_path / "video.dcm", np.zeros((4, 4)))
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = MPEG2MPML
+    ds.PixelData = encapsulate([b"\x00\x00\x01\xb3" + bytes(12)])
+    ds.save_as(path)
+    with pytest.raises(DataError, match=re.escape(f"{path}: transfer syntax MPEG2 Main Profile / Main Level "
+                                                  f"({MPEG2MPML}) has no pixel data decoder in pydicom")):
+        read_image(path)
+
+
+def test_a_file_that_cannot_be_opened_is_named_with_the_reason(tmp_path):
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'absent.png'}: cannot open: No such file or directory")):
+        read_image(tmp_path / "absent.png")
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path}: cannot open: Is a directory")):
+        read_image(tmp_path)
 
 
 def _jpeg_dicoms(tmp_path, n):

@@ -253,8 +253,9 @@ def test_a_transfer_syntax_pydicom_cannot_decode_at_all_is_refused_by_name(tmp_p
 
 
 def test_a_file_that_cannot_be_opened_is_named_with_the_reason(tmp_path):
-    with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'absent.png'}: cannot open: No such file or directory")):
-        read_image(tmp_path / "absent.png")
+    absent = tmp_path / "absent.png"
+    with pytest.raises(DataError, match=re.escape(f"{absent}: cannot open: No such file or directory")):
+        read_image(absent)
     with pytest.raises(DataError, match=re.escape(f"{tmp_path}: cannot open: Is a directory")):
         read_image(tmp_path)
 

@@ -209,6 +209,8 @@ def test_wrong_shapes_are_named():
         make_head("linear", spec, rngs=nnx.Rngs(0), classes=2)
     with pytest.raises(ValueError, match="attention_dim=16 must equal"):
         CrossAttentionSegmenter(16, 10, 5, 30, widths=(12, 8), attention_dim=16, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"^SingleQueryAttention: dim=12 must be divisible by num_heads=5$"):
+        SingleQueryAttention(12, 5, rngs=nnx.Rngs(0))
 
 
 @pytest.mark.parametrize("align_corners", [False, True])

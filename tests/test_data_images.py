@@ -619,3 +619,22 @@ def test_header_check_of_a_native_dicom_without_columns_leaves_the_refusal_to_th
     assert images.read_dicom_header(path).Rows == 3
     with pytest.raises(DataError, match="no_columns.dcm: DICOM lacks Columns, needed to decode the pixels"):
         read_image(path)
+
+
+def test_a_pinned_plugin_that_does_not_handle_the_transfer_syntax_is_passed_over_without_a_warning(caplog,
+                                                                                                  monkeypatch):
+    """Pillow does not decode JPEG-LS at all: pydicom chooses among the other plugins from the start, so there is
+    no failed attempt and no fallback warning (that warning is for a plugin that claims the syntax and fails)."""
+    pytest.importorskip("pylibjpeg")
+    monkeypatch.setattr(images, "_FALLBACKS_REPORTED", set())
+    path = get_testdata_file("JPEGLSNearLossless_16.dcm")
+    ts = pydicom.dcmread(path).file_meta.TransferSyntaxUID
+    assert "pillow" not in pydicom.pixels.get_decoder(ts).available_plugins
+    np.testing.assert_array_equal(read_image(path), read_image(path, dicom_plugin="pylibjpeg"))
+    assert not [r for r in caplog.records if r.name == "jaxprobe.data.images"]
+    assert not images._FALLBACKS_REPORTED
+
+
+def test_an_unknown_scaling_is_refused_whole(tmp_path):
+    with pytest.raises(ValueError, match=r"^scaling must be 'range' or 'minmax', got 'percentile'$"):
+        read_image(write_dicom(tmp_path / "a.dcm", np.zeros((2, 2))), scaling="percentile")

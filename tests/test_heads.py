@@ -81,10 +81,11 @@ def test_linear_probe_matches_torch():
                                atol=1e-6)
 
 
-def _segmenter_pair(grid, refine_size, seed=3, input_size=30, c=16, d=10):
+def _segmenter_pair(grid, refine_size, seed=3, input_size=30, c=16, d=10, **options):
     twin = TorchCrossAttentionSegmenter(c, d, grid, input_size, refine_size=refine_size, **SMALL)
     _randomise(twin, seed)
-    head = CrossAttentionSegmenter(c, d, grid, input_size, refine_size=refine_size, rngs=nnx.Rngs(0), **SMALL)
+    head = CrossAttentionSegmenter(c, d, grid, input_size, refine_size=refine_size, rngs=nnx.Rngs(0), **SMALL,
+                                   **options)
     copy_torch_weights(twin, head)
     return twin, head
 
@@ -100,6 +101,37 @@ def test_segmenter_eval_mode_matches_torch(grid, refine_size):
     ref = twin(torch.from_numpy(patches), torch.from_numpy(g)).detach().numpy()
     assert ours.shape == (3, 30, 30)
     np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_norm_epsilon_and_bn_momentum_act_on_every_norm_with_exact_variances():
+    """``norm_epsilon`` is the epsilon of the map LayerNorm, both BatchNorms and the query LayerNorm, ``bn_momentum``
+    the BatchNorms' (torch's eps and momentum); a large epsilon makes each one visible. Inputs and conv outputs
+    300 away from zero with unit spread: a one-pass variance (E[x^2] - E[x]^2 in float32) is off there, torch's
+    is not, so every norm must compute its variance as torch does."""
+    twin, head = _segmenter_pair(5, 12, norm_epsilon=0.5, bn_momentum=0.3)
+    for module in twin.modules():
+        if isinstance(module, (torch.nn.LayerNorm, torch.nn.BatchNorm2d)):
+            module.eps = 0.5
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = 0.3
+    with torch.no_grad():
+        for conv in (twin.refine[0], twin.refine[3]):
+            conv.bias += 300.0
+    copy_torch_weights(twin, head)
+    patches, g = _inputs(4, 5, 16, 10)
+    patches, g = patches + 300.0, g + 300.0
+    twin.train()
+    head.train()
+    ref = twin(torch.from_numpy(patches), torch.from_numpy(g)).detach().numpy()
+    np.testing.assert_allclose(np.asarray(head(jnp.asarray(patches), jnp.asarray(g))), ref, rtol=1e-4, atol=1e-4)
+    for bn, tbn in ((head.bn1, twin.refine[1]), (head.bn2, twin.refine[4])):
+        np.testing.assert_allclose(np.asarray(bn.mean[...]), tbn.running_mean.numpy(), rtol=1e-4)
+        with torch.no_grad():  # torch keeps the unbiased batch variance, Flax the biased one (checked below)
+            tbn.running_var.copy_(torch.from_numpy(np.asarray(bn.var[...])))
+    twin.eval()
+    head.eval()
+    ref = twin(torch.from_numpy(patches), torch.from_numpy(g)).detach().numpy()
+    np.testing.assert_allclose(np.asarray(head(jnp.asarray(patches), jnp.asarray(g))), ref, rtol=1e-4, atol=1e-4)
 
 
 def test_segmenter_training_mode_uses_batch_statistics_and_updates_running_averages():

@@ -192,7 +192,7 @@ def test_refusals_name_what_was_wrong():
     with refused(r"y_true holds only one class \(\[1\]\); AUROC and AUPRC need positives and negatives"):
         metrics.auroc(np.ones(3, int), np.zeros(3))
     with refused(r"score holds 2 non-finite values"):
-        metrics.auroc(np.array([0, 1, 0, 1]), np.array([0.1, np.nan, np.inf, 0.2]))
+        metrics.auroc(np.array([0, 1, 0, 1, 1]), np.array([0.1, np.nan, np.inf, 0.2, 0.3]))  # 2 of 5, not 3
     with refused(r"y_true and y_pred must be one-dimensional and of equal length, got \(3,\) and \(4,\)"):
         metrics.mse(np.zeros(3), np.zeros(4))
     with refused(r"y_true and y_pred must be one-dimensional and of equal length, got \(2, 2\) and \(2, 2\)"):

@@ -310,13 +310,16 @@ def test_dense_and_conv_layers_start_as_torch_does():
     assert head.query.kernel.shape == (10, twin.query.out_features) and twin.query.out_features >= 64
     conv, torch_conv = Conv3x3(12, 256, rngs=nnx.Rngs(1)), torch.nn.Conv2d(12, 256, 3)   # fan_in 3 x 3 x 12
     attention, torch_attention = SingleQueryAttention(64, 4, rngs=nnx.Rngs(2)), torch.nn.MultiheadAttention(64, 4)
+    uniform = []  # (bound, values drawn uniformly in +-bound)
+    for fan_in, ours, theirs in ((10, head.query, twin.query), (9 * 12, conv, torch_conv)):
+        bound = 1 / np.sqrt(fan_in)
+        uniform += [(bound, v) for v in (ours.bias[...], ours.kernel[...], theirs.bias.detach(),
+                                         theirs.weight.detach())]
     xavier = np.sqrt(6 / (64 + 3 * 64))  # torch's xavier-uniform over the fused [3*64, 64] in_proj_weight
-    for bound, values in (
-            *[(1 / np.sqrt(fan_in), v) for fan_in, ours, theirs in ((10, head.query, twin.query), (9 * 12, conv,
-              torch_conv)) for v in (ours.bias[...], ours.kernel[...], theirs.bias.detach(), theirs.weight.detach())],
-            *[(xavier, p.kernel[...]) for p in (attention.q, attention.k, attention.v)],
-            (xavier, torch_attention.in_proj_weight.detach()),
-            (1 / np.sqrt(64), attention.out.kernel[...]), (1 / np.sqrt(64), torch_attention.out_proj.weight.detach())):
+    uniform += [(xavier, p.kernel[...]) for p in (attention.q, attention.k, attention.v)]
+    uniform += [(xavier, torch_attention.in_proj_weight.detach()), (1 / np.sqrt(64), attention.out.kernel[...]),
+                (1 / np.sqrt(64), torch_attention.out_proj.weight.detach())]
+    for bound, values in uniform:
         values = np.abs(np.asarray(values))
         # the largest of n uniform draws falls under (1 - 10/n) x bound with probability e^-10
         assert (1 - 10 / values.size) * bound < values.max() <= bound, (bound, values.shape)

@@ -192,3 +192,13 @@ def test_r2_is_undefined_exactly_on_resamples_with_constant_targets():
     constant = (counts[:, 3] == 0) | (counts[:, 3] == 4)
     assert constant.any()
     np.testing.assert_array_equal(np.isnan(reps.values["r2"][0]), constant)
+
+
+def test_a_plan_without_cases_or_resamples_or_with_mismatched_strata_is_refused_whole():
+    for n, b in ((0, 10), (10, 0), (0, 0)):
+        with pytest.raises(ValueError, match=rf"^need at least one case and one resample, got n={n}, B={b}$"):
+            bs.ResamplePlan(n, b, seed=0)
+    with pytest.raises(ValueError, match=r"^too many cases for int32 indices: 2147483648$"):
+        bs.ResamplePlan(2**31, 10, seed=0)
+    with pytest.raises(ValueError, match=r"^strata must have one label per case \(5\), got shape \(4,\)$"):
+        bs.ResamplePlan(5, 10, seed=0, strata=np.zeros(4))

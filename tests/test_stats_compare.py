@@ -278,6 +278,14 @@ def _graded_models(k, seed=0, n=120):
     return y, {f"m{i}": rng.normal((1.5 - 0.5 * i) * y, 1) for i in range(k)}
 
 
+def test_one_model_makes_no_comparison():
+    """A single model gets its interval and no pair: the family is empty, so there is no Bonferroni threshold."""
+    y, scores = _graded_models(1)
+    result = compare("auroc", y, scores, n_resamples=50, seed=1)
+    assert result.pairs == [] and result.delong["pairs"] == []
+    assert result.settings["n_comparisons"] == 0 and result.settings["bonferroni_threshold"] is None
+
+
 @pytest.mark.parametrize("k", [2, 4])
 def test_bonferroni_family_is_the_number_of_pairs(k):
     """Two models make one pair (no correction), four make six: p_adjusted = min(1, pairs x p) and the verdict is

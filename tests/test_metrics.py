@@ -179,6 +179,8 @@ def test_point_estimate_takes_every_metric_by_name_and_mask_statistics_as_arrays
             assert metrics.point_estimate(name, None, stats, empty_mask_rule=rule) == pytest.approx(expected, rel=1e-12)
             assert metrics.point_estimate(name, None, stats.as_array(), empty_mask_rule=rule) == pytest.approx(expected)
     assert metrics.point_estimate("dice", None, stats, empty_mask_rule="exclude") == pytest.approx(np.mean([2 / 3, 2 / 3, 0]))
+    # without a rule, an empty prediction of an empty mask scores 0 ("zero")
+    assert metrics.point_estimate("dice", None, stats) == pytest.approx(np.mean([0.0, 2 * 3 / 9, 2 / 3, 0.0]))
 
 
 def test_refusals_name_what_was_wrong():

@@ -27,6 +27,7 @@ from jaxprobe.encoders.conversion import dinov2, siglip, timm_vit  # noqa: E402
 from jaxprobe.encoders.conversion.rules import apply_rules  # noqa: E402
 from jaxprobe.encoders import Encoder, build_module  # noqa: E402
 from jaxprobe.encoders import registry  # noqa: E402
+from jaxprobe import hostmem  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 spec sheets
 
@@ -94,13 +95,17 @@ def main():
     ap.add_argument("--quick", action="store_true", help="batch 2, 2 repeats")
     ap.add_argument("--bf16", action="store_true", help="also time bfloat16 compute (meant for GPUs)")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch side (e.g. on a GPU without torch CUDA)")
+    ap.add_argument("--host-memory", choices=hostmem.POLICIES, default=None,
+                    help="malloc policy for the whole process, both frameworks alike (default: as jaxprobe's "
+                         "commands set it; see jaxprobe.hostmem)")
     args = ap.parse_args()
+    memory = hostmem.apply(args.host_memory)  # before JAX starts its CPU client, as `python -m jaxprobe.embed` does
     if args.quick:
         args.batch, args.repeats = 2, 2
     device = jax.devices()[0]
     torch_threads = torch.get_num_threads()
     print(f"jax {jax.__version__} on {device.platform}:{device.device_kind} | torch {torch.__version__} "
-          f"({torch_threads} threads) | batch {args.batch} | best of {args.repeats}")
+          f"({torch_threads} threads) | batch {args.batch} | best of {args.repeats}\n{memory}")
     print(f"{'encoder':<11} {'size':>4} {'flax img/s':>11} {'torch img/s':>12} {'flax/torch':>10} {'max rel err':>11}")
     for name in args.encoders.split(","):
         cfg, spec = registry.get(name).config, registry.get(name).spec

@@ -2,6 +2,8 @@
 
 Same shapes (37x37x768 patches, global 768, input 518 — RAD-DINO's), batch 16, AdamW(lr 1e-4, wd 1e-2), same
 CPU, one process. Batches are already in memory on both sides: this times the training step, not data reading.
+Both frameworks run under the host memory policy jaxprobe's commands set (``jaxprobe.hostmem``, printed in the
+header; ``--host-memory system`` for the system's malloc).
 
     python -m benchmarks.heads           # from the repository root; about 4 minutes on 2 cores
     python -m benchmarks.heads --quick   # fewer steps and repeats
@@ -36,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.torch_heads import TorchCrossAttentionSegmenter, TorchLinearProbe, TorchLinearSegProbe
+from jaxprobe import hostmem
 from jaxprobe.heads import CrossAttentionSegmenter, LinearProbe, LinearSegProbe
 from jaxprobe.train import TrainConfig, data_mesh, init_members, make_steps
 
@@ -148,7 +151,11 @@ def main(argv=None):
     parser.add_argument("--custom-heads", type=int, default=4)
     parser.add_argument("--members", type=int, default=8)
     parser.add_argument("--torch-threads", type=int, default=os.cpu_count())
+    parser.add_argument("--host-memory", choices=hostmem.POLICIES, default=None,
+                        help="malloc policy for the whole process, both frameworks alike (default: as jaxprobe's "
+                             "commands set it, JAXPROBE_HOST_MEMORY or keep; see jaxprobe.hostmem)")
     args = parser.parse_args(argv)
+    memory = hostmem.apply(args.host_memory)  # before JAX starts its CPU client, as `python -m jaxprobe.run` does
     torch.set_num_threads(args.torch_threads)
     repeats = 2 if args.quick else 3
     b, g, c, s = args.batch, args.grid, args.patch_dim, args.input_size
@@ -158,7 +165,7 @@ def main(argv=None):
     masks = (rng.random((b, s, s)) > 0.7).astype(np.uint8)
     labels = (rng.random(b) > 0.5).astype(np.float32)
     print(f"jax {jax.__version__} on {jax.devices()[0].platform} x{len(jax.devices())}, torch {torch.__version__} "
-          f"with {torch.get_num_threads()} threads; batch {b}, patches {g}x{g}x{c}, input {s}")
+          f"with {torch.get_num_threads()} threads; batch {b}, patches {g}x{g}x{c}, input {s}\n{memory}")
 
     small = dict(widths=tuple(args.custom_widths), refine_size=args.custom_refine_size, num_heads=args.custom_heads,
                  attention_dim=args.custom_widths[1])

@@ -21,6 +21,7 @@ from absl import flags
 from ml_collections import ConfigDict, config_flags
 
 from . import config as config_lib
+from . import hostmem
 from .errors import ConfigError, guarded
 
 _OVERRIDE = re.compile(r"^--?(?:no)?config\.([^=]+)")
@@ -129,12 +130,18 @@ COMMANDS = {  # name: (module with main(argv), the equivalent python -m, what it
 
 def command(doc: str, body: Callable[[list[str]], int], argv: Sequence[str] | None = None) -> int:
     """A config-driven command's entry: no arguments prints ``doc`` and exits 2, ``-h``/``--help`` prints it and
-    exits 0, anything else runs ``body(argv)`` with every user-caused error as ``error: ...`` and exit 2."""
+    exits 0, anything else sets the host memory policy (``jaxprobe.hostmem``) and runs ``body(argv)`` with every
+    user-caused error as ``error: ...`` and exit 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(doc)
         return 0 if argv else 2
-    return guarded(lambda: body(argv))
+
+    def run() -> int:
+        hostmem.apply()  # before the body starts JAX's CPU client; a bad JAXPROBE_HOST_MEMORY is an error
+        return body(argv)
+
+    return guarded(run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

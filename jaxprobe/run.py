@@ -21,7 +21,7 @@ import numpy as np
 
 from ml_collections import ConfigDict
 
-from . import cli, tasks
+from . import cli, hostmem, tasks
 from . import config as config_lib
 from .errors import ConfigError, RunError, read_json
 from .embed.analysis import display_name, store_for
@@ -280,6 +280,7 @@ def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
     tcfg = train_config(config)
     for line in banner(config).splitlines():
         log.info(line)
+    log.info(hostmem.describe())
     (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2, default=list) + "\n")
     timings = Timings(workdir / "timings.json")
     with timings.stage("inputs"):

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Lower layers never import higher ones. Modules of one layer may import each other.
 LAYERS = [
-    ["jaxprobe.errors", "jaxprobe.locking"],
+    ["jaxprobe.errors", "jaxprobe.locking", "jaxprobe.hostmem"],
     ["jaxprobe.config", "jaxprobe.cli", "jaxprobe.tasks", "jaxprobe.metrics"],
     ["jaxprobe.encoders"],
     ["jaxprobe.data"],

@@ -14,9 +14,11 @@ from jaxprobe.errors import ConfigError
 ROOT = Path(__file__).resolve().parents[1]
 
 # A command (cli.command, as `python -m jaxprobe.run` enters) whose body converts a linear-seg batch of float16
-# patches to float32 again and again, then prints the minor page faults of one execution.
+# patches to float32 again and again, then prints the median minor page faults of the last 10 of 40 executions.
+# (Under keep the heap first grows for a dozen or so executions: JAX frees its outputs asynchronously, so several
+# are alive at once until enough freed space is there to reuse.)
 PROBE = textwrap.dedent("""
-    import resource, sys
+    import resource, statistics, sys
     import jax, jax.numpy as jnp
     import jaxprobe.run  # all a command has imported when it applies the policy
     from jaxprobe import cli
@@ -24,12 +26,12 @@ PROBE = textwrap.dedent("""
     def body(argv):
         x = jnp.ones((16, 37, 37, 768), jnp.float16)
         convert = jax.jit(lambda x: x.astype(jnp.float32))  # a fresh 67 MB output every execution
-        for _ in range(10):
+        faults = []
+        for _ in range(40):
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             jax.block_until_ready(convert(x))
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        for _ in range(3):
-            jax.block_until_ready(convert(x))
-        print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 3)
+            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+        print(int(statistics.median(faults[-10:])))
         return 0
 
     sys.exit(cli.command("probe", body, ["go"]))

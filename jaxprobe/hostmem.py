@@ -9,10 +9,12 @@ linear_seg`` shows the step with and without this policy). PyTorch's fresh tenso
 
 ``keep`` (the default of ``python -m jaxprobe.run`` and ``python -m jaxprobe.embed``) makes one arena serve all
 threads (``M_ARENA_MAX`` 1), serves every request from that arena's heap instead of separate mappings
-(``M_MMAP_MAX`` 0) and never trims the heap (``M_TRIM_THRESHOLD`` at its maximum): after the first step the buffers
-come from pages already faulted in. The numbers computed do not change (the same programs run on the same values);
-the price is that the process keeps its peak heap until it exits. ``system`` leaves malloc as the system configured
-it. Choose with the environment variable ``JAXPROBE_HOST_MEMORY`` (``keep`` | ``system``).
+(``M_MMAP_MAX`` 0) and never trims the heap (``M_TRIM_THRESHOLD`` at its maximum): once the heap has grown to what
+the steps need (a dozen or so steps: JAX frees outputs asynchronously), the buffers come from pages already faulted
+in. The numbers computed do not change (the same programs run on the same values); the price is that the process
+keeps its peak heap until it exits (the default job's peak resident memory was no higher under it: README,
+Benchmarks). ``system`` leaves malloc as the system configured it. Choose with the environment variable
+``JAXPROBE_HOST_MEMORY`` (``keep`` | ``system``).
 
 The policy acts only through glibc (Linux); elsewhere ``apply`` reports that it left memory as it was. It must
 run before JAX starts its CPU client: threads that already hold an arena of their own keep serving large
@@ -33,7 +35,7 @@ POLICIES = ("keep", "system")
 M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
 _INT_MAX = 2 ** 31 - 1
 
-_applied: str | None = None  # the policy in force
+_applied: str | None = None  # the policy asked for in this process
 _line: str | None = None  # and what apply() said of it
 
 
@@ -80,8 +82,8 @@ def apply(policy: str | None = None) -> str:
         _applied, _line = policy, "host memory: system malloc (JAXPROBE_HOST_MEMORY=system)"
         return _line
     libc = _libc()
-    if libc is None:
-        _applied, _line = "system", "host memory: system malloc (not glibc: the keep policy needs glibc's mallopt)"
+    if libc is None:  # recorded as asked, so asking again is not a conflict; the line says what happened
+        _applied, _line = policy, "host memory: system malloc (not glibc: the keep policy needs glibc's mallopt)"
         return _line
     late = _jax_started()
     done = [libc.mallopt(M_ARENA_MAX, 1), libc.mallopt(M_MMAP_MAX, 0), libc.mallopt(M_TRIM_THRESHOLD, _INT_MAX)]
@@ -93,11 +95,6 @@ def apply(policy: str | None = None) -> str:
     if late:
         _line += "; set after JAX had started, so its threads' own arenas still map large buffers afresh"
     return _line
-
-
-def applied() -> str | None:
-    """The policy in force in this process (None before ``apply``)."""
-    return _applied
 
 
 def describe() -> str:

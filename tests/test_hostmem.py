@@ -85,3 +85,13 @@ def test_a_second_policy_in_one_process_is_refused(monkeypatch):
         hostmem.apply("system")
     with pytest.raises(ConfigError, match="host memory policy 'lazy': expected one of keep, system"):
         hostmem.apply("lazy")
+
+
+def test_without_glibc_keep_is_reported_as_not_applied_and_can_be_asked_again(monkeypatch):
+    monkeypatch.setattr(hostmem, "_applied", None)
+    monkeypatch.setattr(hostmem, "_line", None)
+    monkeypatch.setattr(hostmem, "_libc", lambda: None)
+    line = "host memory: system malloc (not glibc: the keep policy needs glibc's mallopt)"
+    assert hostmem.apply("keep") == line
+    assert hostmem.apply("keep") == line  # a second command in the same process is no conflict
+    assert hostmem.describe() == line

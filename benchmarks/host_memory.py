@@ -5,7 +5,7 @@ memory, and whether the predictions and results are the same.
     python benchmarks/host_memory.py --config configs/ptx_linear.py --repeats 2
 
 Each run is a fresh ``python -m jaxprobe.run`` process with its own empty cache and work directory (so each one
-generates the phantoms, extracts the embeddings and trains the heads), ``JAXPROBE_HOST_MEMORY`` set to the policy.
+generates the phantoms, extracts the embeddings and trains the heads), ``JAXPROBE_HOST_MEMORY`` (``hostmem.ENV``) set to the policy.
 The policies take turns, so a change in the machine's load hits both alike. Peak memory is the child's maximum
 resident set size (``wait4``). "identical" compares the bytes of every predictions CSV and of table.md.
 """
@@ -21,12 +21,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-POLICIES = ("system", "keep")
+sys.path.insert(0, str(ROOT))
+
+from jaxprobe import hostmem  # noqa: E402  (its variable's name; imports no JAX)
+
+POLICIES = ("system", "keep")  # hostmem.POLICIES, in the order the runs take turns
 
 
 def run_once(config: str, policy: str, tmp: Path) -> dict:
     workdir, cache = tmp / f"{policy}-work", tmp / f"{policy}-cache"
-    env = {**os.environ, "JAXPROBE_HOST_MEMORY": policy}
+    env = {**os.environ, hostmem.ENV: policy}
     cmd = [sys.executable, "-m", "jaxprobe.run", "--config", config, f"--config.workdir={workdir}",
            f"--config.cache_dir={cache}"]
     start = time.perf_counter()

@@ -2,10 +2,10 @@
 
 XLA:CPU allocates a compiled program's large buffers (its temporaries, its outputs) afresh on every execution.
 glibc's malloc serves a request above its mmap threshold (32 MiB at the most) with newly mapped pages and unmaps
-them on free, so each execution page-faults every page of those buffers in again: the linear segmentation
-probe's step (batch 16, 37x37x768 float16 patches) maps, touches and unmaps its 67 MB float32 copy of the
-patches on every step: 16,429 page faults, most of the step's time (``python -m benchmarks.heads --only
-linear_seg`` shows the step with and without this policy). PyTorch's fresh tensors in one process fault alike.
+them on free, so each execution page-faults every page of those buffers in again: the linear segmentation probe's
+step (batch 16, 37x37x768 float16 patches) maps, touches and unmaps its 67 MB float32 copy of the patches on every
+step: 16,429 page faults, most of the step's time (``python -m benchmarks.heads --only linear_seg --host-memory
+keep`` or ``system`` times the step under each). PyTorch's fresh tensors in one process fault alike.
 
 ``keep`` (the default of ``python -m jaxprobe.run`` and ``python -m jaxprobe.embed``) makes one arena serve all
 threads (``M_ARENA_MAX`` 1), serves every request from that arena's heap instead of separate mappings

@@ -25,6 +25,7 @@ from . import cli, hostmem, tasks
 from . import config as config_lib
 from .errors import ConfigError, RunError, read_json
 from .embed.analysis import display_name, store_for
+from .encoders import cpu_kernels
 from .inputs import check_target, load_inputs
 from .validate import validate
 from .tasks import Task
@@ -281,6 +282,7 @@ def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
     for line in banner(config).splitlines():
         log.info(line)
     log.info(hostmem.describe())
+    log.info(cpu_kernels.describe())
     (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2, default=list) + "\n")
     timings = Timings(workdir / "timings.json")
     with timings.stage("inputs"):
@@ -380,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
+    cpu_kernels.choice_from_env()  # a bad JAXPROBE_CPU_KERNELS is an error before any work
     parsed = cli.parse_config(argv, prog="python -m jaxprobe.run", define=_define_flags,
                               aliases={"--each.": "--config.each."})
     if parsed.rest:

@@ -71,6 +71,7 @@ def _check_outputs(workdir: Path, analysis: str):
     log = (workdir / "run.log").read_text()
     assert "EMBEDDED DEFAULT" in log
     assert "host memory: " in log  # the malloc policy in force (jaxprobe.hostmem), whatever this process set
+    assert "encoder CPU kernels: " in log  # native or XLA, and why (jaxprobe.encoders.cpu_kernels)
 
 
 def test_prepared_dataset_gives_the_same_inputs(tmp_path, cache):

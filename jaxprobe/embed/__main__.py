@@ -29,10 +29,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     from ..embed.analysis import store_for
+    from ..encoders import cpu_kernels
     from ..heads import FEATURES
     from ..inputs import check_target, load_inputs
     from ..validate import validate
 
+    cpu_kernels.choice_from_env()  # a bad JAXPROBE_CPU_KERNELS is an error before any work
     parsed = cli.parse_config(argv, prog="python -m jaxprobe.embed", define=_define_flags)
     config = parsed.config
     if parsed.rest:
@@ -46,6 +48,7 @@ def _main(argv: list[str]) -> int:
 
         jax.distributed.initialize()
     validate(config)
+    logging.getLogger("jaxprobe.embed").info(cpu_kernels.describe())
     task = tasks.get(config.task)
     check_target(config, task)
     workdir = Path(config.workdir).absolute()

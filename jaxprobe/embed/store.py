@@ -381,4 +381,7 @@ def _allocate(path: Path, shapes: dict[str, list], dtypes: dict[str, str]) -> No
 def _versions() -> dict[str, str]:
     import jax
 
-    return {"jax": jax.__version__, "numpy": np.__version__}
+    from ..encoders import cpu_kernels
+
+    return {"jax": jax.__version__, "numpy": np.__version__,
+            "cpu_kernels": cpu_kernels.describe().removeprefix("encoder CPU kernels: ")}

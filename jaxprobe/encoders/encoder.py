@@ -9,6 +9,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxprobe.errors import ConfigError
 
@@ -49,6 +50,7 @@ class Encoder:
         self.meta = meta or {}
         self.graphdef, self.state = nnx.split(module)
         self._apply = jax.jit(partial(_apply, self.graphdef))
+        self._sharded: dict = {}
 
     def __repr__(self) -> str:
         c = self.config
@@ -82,7 +84,24 @@ class Encoder:
         """``pixels`` float32 [B, S, S, 3], normalised per ``spec`` -> (global [B, D], patches [B, G, G, C])."""
         self.check_pixels(pixels)
         with jax.default_matmul_precision(self.precision):
-            return self._apply(self.state, jnp.asarray(pixels, jnp.float32))
+            pixels = jnp.asarray(pixels, jnp.float32)
+            return self._forward(getattr(pixels, "sharding", None))(self.state, pixels)  # None: traced
+
+    def _forward(self, sharding):
+        """The compiled forward for pixels laid out as ``sharding``. Images are independent, so a batch split over
+        a mesh's devices runs as one program per shard (``shard_map``): each device embeds its own rows. Left to
+        XLA's partitioner, the native CPU kernels (``cpu_kernels``), which it cannot split, would get the whole
+        batch gathered onto every device."""
+        spec = getattr(sharding, "spec", None)
+        if not (isinstance(sharding, NamedSharding) and sharding.mesh.size > 1 and spec and spec[0] is not None):
+            return self._apply
+        key = (sharding.mesh, spec[0])
+        if key not in self._sharded:
+            rows = PartitionSpec(spec[0])
+            self._sharded[key] = jax.jit(jax.shard_map(partial(_apply, self.graphdef), mesh=sharding.mesh,
+                                                       in_specs=(PartitionSpec(), rows), out_specs=(rows, rows),
+                                                       check_vma=False))
+        return self._sharded[key]
 
 
 def _resolve_arch_overrides(name: str, cfg: ViTConfig, overrides: dict) -> ViTConfig:

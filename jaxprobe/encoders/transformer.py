@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from . import cpu_kernels
 from .config import ViTConfig
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -24,8 +25,20 @@ def layer_norm(dim: int, eps: float, dtype, rngs: nnx.Rngs) -> nnx.LayerNorm:
     return nnx.LayerNorm(dim, epsilon=eps, use_fast_variance=False, dtype=dtype, rngs=rngs)
 
 
-def linear(d_in: int, d_out: int, dtype, rngs: nnx.Rngs, use_bias: bool = True) -> nnx.Linear:
-    return nnx.Linear(d_in, d_out, use_bias=use_bias, dtype=dtype, rngs=rngs)
+class Linear(nnx.Linear):
+    """``nnx.Linear`` (same parameters) with an optional activation applied to its output; the float32 CPU forward
+    runs on the native dense kernel (``cpu_kernels``), which applies bias and activation to each slice it computes."""
+
+    def __call__(self, x: jax.Array, activation: str | None = None) -> jax.Array:
+        if cpu_kernels.enabled(self.dtype or x.dtype) and x.dtype == jnp.float32:
+            bias = self.bias[...] if self.bias is not None else jnp.zeros((self.out_features,), jnp.float32)
+            return cpu_kernels.dense(x, self.kernel[...], bias, activation)
+        y = super().__call__(x)
+        return y if activation is None else activate(y, activation)
+
+
+def linear(d_in: int, d_out: int, dtype, rngs: nnx.Rngs, use_bias: bool = True) -> Linear:
+    return Linear(d_in, d_out, use_bias=use_bias, dtype=dtype, rngs=rngs)
 
 
 class PatchEmbed(nnx.Module):
@@ -46,18 +59,23 @@ class PatchEmbed(nnx.Module):
         x = pixels[:, : gh * p, : gw * p, :].reshape(b, gh, p, gw, p, c).transpose(0, 1, 3, 2, 4, 5)
         x = x.reshape(b, gh, gw, p * p * c).astype(self.dtype)
         k = self.kernel[...].reshape(p * p * c, -1).astype(self.dtype)
+        if cpu_kernels.enabled(self.dtype):
+            return cpu_kernels.dense(x, k, self.bias[...])
         return x @ k + self.bias[...].astype(self.dtype)
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
     """Softmax attention of ``[B, T, H, d]`` queries, keys and values, scale 1/sqrt(d) (all three references).
 
-    Accelerators get ``jax.nn.dot_product_attention`` (fused kernels). XLA:CPU materialises the whole
+    Accelerators get ``jax.nn.dot_product_attention`` (fused kernels); the float32 CPU forward the native kernel
+    (``cpu_kernels``: blocks of queries, scores in cache, MKL's GEMMs). Without it, XLA:CPU materialises the whole
     ``[B, H, Tq, Tk]`` score tensor and the softmax over it is memory-bound (RAD-DINO at 518 px: 90M scores per
     4 images, three passes); one (image, head) pair at a time keeps the scores in cache, 3.8x faster there
     (benchmarks/encoders.py measures the encoder as a whole against PyTorch).
     """
     b, tq, h, d = q.shape
+    if cpu_kernels.enabled(q.dtype):
+        return cpu_kernels.attention(q, k, v)
     if jax.default_backend() != "cpu" or tq * k.shape[1] < 65536:
         return jax.nn.dot_product_attention(q, k, v)
     heads = lambda a: jnp.transpose(a, (0, 2, 1, 3)).reshape(b * h, a.shape[1], d)  # noqa: E731
@@ -113,6 +131,8 @@ class Attention(nnx.Module):
         b, tq, d = x.shape
         tk = context.shape[1]
         h = self.num_heads
+        if context is x and rope is None and cpu_kernels.enabled(x.dtype):
+            return self.o(self._packed(x).reshape(b, tq, d))
         q = self.q(x).reshape(b, tq, h, d // h)
         k = self.k(context).reshape(b, tk, h, d // h)
         v = self.v(context).reshape(b, tk, h, d // h)
@@ -121,6 +141,17 @@ class Attention(nnx.Module):
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         out = attention(q, k, v)
         return self.o(out.reshape(b, tq, d))
+
+    def _packed(self, x: jax.Array) -> jax.Array:
+        """The native CPU path of self-attention: q, k and v as one GEMM (the three kernels side by side), read in
+        place by the attention kernel."""
+        layers = (self.q, self.k, self.v)
+        kernel = jnp.concatenate([p.kernel[...] for p in layers], axis=1)
+        bias = jnp.concatenate([p.bias[...] if p.bias is not None else jnp.zeros((p.out_features,), jnp.float32)
+                                for p in layers])
+        b, t, d = x.shape
+        qkv = cpu_kernels.dense(x, kernel, bias).reshape(b, t, 3, self.num_heads, d // self.num_heads)
+        return cpu_kernels.packed_attention(qkv)
 
 
 def activate(x: jax.Array, activation: str) -> jax.Array:
@@ -138,7 +169,7 @@ class Mlp(nnx.Module):
         self.fc2 = linear(hidden, width, dtype, rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.fc2(activate(self.fc1(x), self.activation))
+        return self.fc2(self.fc1(x, self.activation))
 
 
 class Block(nnx.Module):

@@ -116,8 +116,10 @@ def full_size(n: int, dtype: str | None, batch: int | None, names: list[str] | N
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_synthetic(os.path.join(tmp, "data"), n=n, seed=0, size=512)
         records = siim_records(paths.siim_root, csv_path=paths.siim_csv)
+        from jaxprobe.encoders import cpu_kernels
+
         print(f"{n} synthetic DICOMs (512x512), {len(jax.local_devices())} x {device.device_kind}, {dtype}, "
-              f"batch {batch}, {os.cpu_count()} CPU cores")
+              f"batch {batch}, {os.cpu_count()} CPU cores\n{cpu_kernels.describe()}")
         print(f"{'encoder':<11} {'extraction img/s':>16} {'forward alone img/s':>20} {'ratio':>6} "
               f"{'decode ms/img (1 thread)':>25}  time inside the extraction")
         for name in names or encoders.registry.STUDY_NAMES:

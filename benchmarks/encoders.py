@@ -28,6 +28,7 @@ from jaxprobe.encoders.conversion.rules import apply_rules  # noqa: E402
 from jaxprobe.encoders import Encoder, build_module  # noqa: E402
 from jaxprobe.encoders import registry  # noqa: E402
 from jaxprobe import hostmem  # noqa: E402
+from jaxprobe.encoders import cpu_kernels  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 spec sheets
 
@@ -105,7 +106,8 @@ def main():
     device = jax.devices()[0]
     torch_threads = torch.get_num_threads()
     print(f"jax {jax.__version__} on {device.platform}:{device.device_kind} | torch {torch.__version__} "
-          f"({torch_threads} threads) | batch {args.batch} | best of {args.repeats}\n{memory}")
+          f"({torch_threads} threads) | batch {args.batch} | best of {args.repeats}\n{memory}\n"
+          f"{cpu_kernels.describe() if device.platform == 'cpu' else ''}")
     print(f"{'encoder':<11} {'size':>4} {'flax img/s':>11} {'torch img/s':>12} {'flax/torch':>10} {'max rel err':>11}")
     for name in args.encoders.split(","):
         cfg, spec = registry.get(name).config, registry.get(name).spec

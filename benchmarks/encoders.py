@@ -5,7 +5,8 @@
     python benchmarks/encoders.py --bf16          # also bfloat16 (GPU): images/s and fraction of peak
 
 Both sides get identical weights (the Flax side is converted from the PyTorch module's state dict through the
-real converter rules) and identical inputs; outputs are compared so a fast wrong answer cannot win.
+real converter rules) and identical inputs; outputs are compared so a fast wrong answer cannot win. The two sides
+are timed in alternating rounds (best of each), so a slow spell of a shared machine does not land on one side only.
 """
 from __future__ import annotations
 
@@ -88,6 +89,22 @@ def timeit(fn, repeats: int) -> float:
     return best
 
 
+def timeit_pair(a, b, repeats: int) -> tuple[float, float]:
+    """Best times of ``a`` and ``b`` over ``repeats`` rounds that run them in turn (after one warm-up call each),
+    so a slow spell of a shared machine falls on both sides rather than on whichever ran then."""
+    a()
+    b()
+    best_a = best_b = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a()
+        t1 = time.perf_counter()
+        b()
+        t2 = time.perf_counter()
+        best_a, best_b = min(best_a, t1 - t0), min(best_b, t2 - t1)
+    return best_a, best_b
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--encoders", default="rad_dino,chexagent,biomedclip")
@@ -106,7 +123,8 @@ def main():
     device = jax.devices()[0]
     torch_threads = torch.get_num_threads()
     print(f"jax {jax.__version__} on {device.platform}:{device.device_kind} | torch {torch.__version__} "
-          f"({torch_threads} threads) | batch {args.batch} | best of {args.repeats}\n{memory}\n"
+          f"({torch_threads} threads) | batch {args.batch} | best of {args.repeats} rounds, flax and torch in turn\n"
+          f"{memory}\n"
           f"{cpu_kernels.describe() if device.platform == 'cpu' else ''}")
     print(f"{'encoder':<11} {'size':>4} {'flax img/s':>11} {'torch img/s':>12} {'flax/torch':>10} {'max rel err':>11}")
     for name in args.encoders.split(","):
@@ -126,12 +144,11 @@ def main():
             with torch.inference_mode():
                 torch_fn(xt)
 
-        t_flax = timeit(run_flax, args.repeats)
         g, _ = enc.embed(xj)
         if args.no_torch:
-            t_torch, err = float("nan"), float("nan")
+            t_flax, t_torch, err = timeit(run_flax, args.repeats), float("nan"), float("nan")
         else:
-            t_torch = timeit(run_torch, args.repeats)
+            t_flax, t_torch = timeit_pair(run_flax, run_torch, args.repeats)
             with torch.inference_mode():
                 ref_g = torch_fn(xt)[0].numpy()
             err = float(np.linalg.norm(np.asarray(g) - ref_g) / np.linalg.norm(ref_g))

@@ -228,3 +228,28 @@ def test_a_store_records_which_kernels_computed_it(tmp_path, monkeypatch):
     monkeypatch.setenv(cpu_kernels.ENV, "xla")
     store = embed_worker.run(tmp_path / "xla", 4)
     assert store.meta["versions"]["cpu_kernels"] == "XLA (JAXPROBE_CPU_KERNELS=xla)"
+
+
+STRESS = """
+import jax, jax.numpy as jnp, numpy as np
+from jaxprobe.encoders import cpu_kernels as c
+assert c.enabled(jnp.float32)
+rng = np.random.default_rng(0)
+x, w = (jnp.asarray(rng.standard_normal((s, 8)).astype(np.float32)) for s in (2, 8))
+qkv = jnp.asarray(rng.standard_normal((1, 8, 3, 2, 4)).astype(np.float32))
+b = jnp.zeros(8, jnp.float32)
+f = jax.jit(lambda x, w, qkv: [c.dense(x, w * i, b) for i in range(6)]
+            + [c.packed_attention(qkv * i, query_block=2) for i in range(6)])
+for _ in range(5000):
+    jax.block_until_ready(f(x, w, qkv))
+print("done")
+"""
+
+
+@native
+def test_many_tiny_calls_at_once_neither_crash_nor_hang():
+    # Tiny tasks make a helper thread finish while its caller returns; the first version kept the counters on the
+    # caller's stack and crashed here (SIGSEGV within 3,000 rounds), and hung once in benchmarks/encoders.py.
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", STRESS], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip().endswith("done"), (done.returncode, done.stderr[-2000:])

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -30,28 +31,38 @@ Sgemm g_sgemm = nullptr;
 enum { kRowMajor = 101, kNoTrans = 111, kTrans = 112 };
 enum Activation : int64_t { kNone = 0, kGeluErf = 1, kGeluTanh = 2, kQuickGelu = 3 };
 
-// f(i) for i in [0, n): the calling thread and up to (threads - 1) of XLA's intra-op threads take indices in turn.
+// f(i) for i in [0, n): the calling thread and up to (threads - 1) helpers on XLA's intra-op pool claim indices in
+// turn. The caller waits only for indices already claimed, never for a helper to start: XLA may run independent
+// custom calls at once on its pool's threads, and a helper that starts after the work is gone just returns. The
+// shared counters live on the heap (a late helper may outlive this call); f is used only for claimed indices,
+// which this call waits for.
 template <typename F>
 void ParallelFor(ffi::ThreadPool& pool, int64_t n, const F& f) {
-  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), n));
-  if (workers == 1) {
+  const int64_t helpers = std::min<int64_t>(pool.num_threads(), n) - 1;
+  if (helpers <= 0) {
     for (int64_t i = 0; i < n; ++i) f(i);
     return;
   }
-  std::atomic<int64_t> next{0}, finished{0};
-  std::mutex mu;
-  std::condition_variable cv;
-  auto work = [&]() {
-    for (int64_t i; (i = next.fetch_add(1)) < n;) f(i);
-    if (finished.fetch_add(1) + 1 == workers) {
-      std::lock_guard<std::mutex> lock(mu);
-      cv.notify_all();
+  struct State {
+    std::atomic<int64_t> next{0}, done{0};
+    std::mutex mu;
+    std::condition_variable cv;
+  };
+  auto state = std::make_shared<State>();
+  const F* fn = &f;
+  auto work = [state, fn, n]() {
+    for (int64_t i; (i = state->next.fetch_add(1)) < n;) {
+      (*fn)(i);
+      if (state->done.fetch_add(1) + 1 == n) {
+        std::lock_guard<std::mutex> lock(state->mu);
+        state->cv.notify_all();
+      }
     }
   };
-  for (int64_t w = 1; w < workers; ++w) pool.Schedule([&work]() { work(); });
+  for (int64_t h = 0; h < helpers; ++h) pool.Schedule([work]() { work(); });
   work();
-  std::unique_lock<std::mutex> lock(mu);
-  cv.wait(lock, [&] { return finished.load() == workers; });
+  std::unique_lock<std::mutex> lock(state->mu);
+  state->cv.wait(lock, [&] { return state->done.load() == n; });
 }
 
 // exp(x), x clamped to [-87.3, 88.3]: 2^n * p(f) with Cephes' degree-6 polynomial on |f| <= ln2 / 2 (about 1 ulp).

@@ -265,27 +265,14 @@ ffi::Error PackedAttention(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> qkv, ffi:
 
 extern "C" void jaxprobe_set_sgemm(void* sgemm) { g_sgemm = reinterpret_cast<Sgemm>(sgemm); }
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxprobe_dense, Dense,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("activation"));
+using F32 = ffi::Buffer<ffi::F32>;
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxprobe_attention, Attention,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("query_block"));
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxprobe_packed_attention, PackedAttention,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("query_block"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    jaxprobe_dense, Dense,
+    ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().Arg<F32>().Arg<F32>().Arg<F32>().Ret<F32>().Attr<int64_t>("activation"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    jaxprobe_attention, Attention,
+    ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().Arg<F32>().Arg<F32>().Arg<F32>().Ret<F32>().Attr<int64_t>("query_block"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    jaxprobe_packed_attention, PackedAttention,
+    ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().Arg<F32>().Ret<F32>().Attr<int64_t>("query_block"));

@@ -36,7 +36,8 @@ def _oracle_dense(x, w, b, activation):
 @native
 @pytest.mark.parametrize("activation", [None, "gelu", "gelu_tanh", "quick_gelu"])
 def test_dense_matches_float64(activation):
-    cpu_kernels._load()  # fails here (not skipped) when the compiler or MKL is missing on a Linux x86-64 host
+    loaded, why_not = cpu_kernels._status()  # fails here (not skipped) without compiler or MKL on Linux x86-64
+    assert loaded, why_not
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, 37, 20)).astype(np.float32) * 3  # 111 rows, a width that is not a multiple of 8
     w = rng.standard_normal((20, 13)).astype(np.float32)
@@ -129,20 +130,28 @@ def test_the_choice_comes_from_the_environment(monkeypatch):
 
 
 def test_native_demanded_but_unavailable_is_a_config_error_and_auto_says_why(monkeypatch):
+    calls = []
+
     def missing():
+        calls.append(1)
         raise cpu_kernels.Unavailable("MKL is not installed (pip install 'jaxprobe[cpu]', or the mkl wheel)")
 
     monkeypatch.setattr(cpu_kernels, "_load", missing)
-    monkeypatch.setenv(cpu_kernels.ENV, "native")
-    with pytest.raises(ConfigError, match="JAXPROBE_CPU_KERNELS=native: the native CPU kernels cannot be used: "
-                                          "MKL is not installed"):
-        cpu_kernels.enabled(np.float32)
-    with pytest.raises(ConfigError, match="MKL is not installed"):
-        cpu_kernels.describe()
-    monkeypatch.setenv(cpu_kernels.ENV, "auto")
-    assert not cpu_kernels.enabled(np.float32)
-    assert cpu_kernels.describe() == ("encoder CPU kernels: XLA (native unavailable: MKL is not installed "
-                                      "(pip install 'jaxprobe[cpu]', or the mkl wheel))")
+    cpu_kernels._status.cache_clear()
+    try:
+        monkeypatch.setenv(cpu_kernels.ENV, "native")
+        with pytest.raises(ConfigError, match="JAXPROBE_CPU_KERNELS=native: the native CPU kernels cannot be used: "
+                                              "MKL is not installed"):
+            cpu_kernels.enabled(np.float32)
+        with pytest.raises(ConfigError, match="MKL is not installed"):
+            cpu_kernels.describe()
+        monkeypatch.setenv(cpu_kernels.ENV, "auto")
+        assert not cpu_kernels.enabled(np.float32)
+        assert cpu_kernels.describe() == ("encoder CPU kernels: XLA (native unavailable: MKL is not installed "
+                                          "(pip install 'jaxprobe[cpu]', or the mkl wheel))")
+        assert len(calls) == 1  # tried once per process, not at every layer's trace
+    finally:
+        cpu_kernels._status.cache_clear()  # the real kernels again for the tests after this one
 
 
 def test_bfloat16_keeps_xla():

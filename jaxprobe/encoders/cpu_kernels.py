@@ -1,11 +1,12 @@
 """Native CPU kernels for the encoders' float32 forward: dense layers and attention on MKL's sgemm, through XLA's FFI.
 
-XLA:CPU runs the encoders' GEMMs with Eigen (0.70-0.81x of MKL's speed on the CPUs measured) and the attention as
-two products with the softmax between them; PyTorch, the reference the encoders are measured against, uses MKL and
-a blocked attention kernel (README, Benchmarks). ``cpu_kernels.cc`` gives XLA two handlers: a dense layer (MKL's
-cblas_sgemm on row slices, with the bias and the activation applied to each slice) and an attention over blocks of
-queries whose scores stay in cache. The parallelism is XLA's own intra-op threads; MKL runs sequentially inside
-them. The handlers are used only on the CPU backend and only in float32; accelerators and bfloat16 keep XLA.
+XLA:CPU runs the encoders' GEMMs with Eigen and the attention as two products with the softmax between them, a
+RAD-DINO block at 0.85x of PyTorch's speed, which uses MKL and a blocked attention kernel (README, Benchmarks:
+``python benchmarks/encoder_parts.py``). ``cpu_kernels.cc`` gives XLA three handlers: a dense layer (MKL's
+cblas_sgemm on row slices, with the bias and the activation applied to each slice), and an attention over blocks
+of queries whose scores stay in cache, reading q, k and v either as three arrays or as one packed q|k|v GEMM
+output. The parallelism is XLA's own intra-op threads; MKL runs sequentially inside them. The handlers are used
+only on the CPU backend and only in float32; accelerators and bfloat16 keep XLA.
 
 The source is compiled on first use with the host's C++ compiler (``$CXX``, else ``c++`` or ``g++``) against the
 FFI headers jaxlib ships, into ``$XDG_CACHE_HOME/jaxprobe/kernels/<hash>/`` (``~/.cache`` by default; the hash
@@ -137,9 +138,8 @@ def _mkl_version(mkl) -> str:
     return f"MKL {after.split('-')[0]}".strip()
 
 
-@functools.cache
 def _load() -> str:
-    """Build, load and register the kernels once per process; a description of what was loaded (or Unavailable)."""
+    """Build, load and register the kernels; a description of what was loaded (or Unavailable, saying why not)."""
     _cpu_supported()
     mkl_path, compiler = find_mkl(), find_compiler()
     library = build(compiler)
@@ -160,6 +160,25 @@ def _load() -> str:
     return f"native ({_mkl_version(mkl)} sgemm, {mkl_path.name}; kernels {library})"
 
 
+@functools.cache
+def _status() -> tuple[str | None, str | None]:
+    """``(description, None)`` once the kernels are loaded, or ``(None, why not)``: decided once per process, so
+    a host without them does not retry the build at every trace of every layer."""
+    try:
+        return _load(), None
+    except Unavailable as e:
+        return None, str(e)
+
+
+def _native(choice: str) -> str | None:
+    """The loaded kernels' description, or None where ``auto`` falls back to XLA's code (ConfigError where
+    ``native`` demanded them)."""
+    description, reason = _status()
+    if description is None and choice == "native":
+        raise ConfigError(f"{ENV}=native: the native CPU kernels cannot be used: {reason}")
+    return description
+
+
 def describe() -> str:
     """One line for the run log: which kernels the encoders use on the CPU, and why."""
     choice = choice_from_env()
@@ -167,12 +186,8 @@ def describe() -> str:
         return f"encoder CPU kernels: not used (the backend is {jax.default_backend()})"
     if choice == "xla":
         return f"encoder CPU kernels: XLA ({ENV}=xla)"
-    try:
-        return f"encoder CPU kernels: {_load()}"
-    except Unavailable as e:
-        if choice == "native":
-            raise ConfigError(f"{ENV}=native: the native CPU kernels cannot be used: {e}") from None
-        return f"encoder CPU kernels: XLA (native unavailable: {e})"
+    description = _native(choice)
+    return f"encoder CPU kernels: {description or f'XLA (native unavailable: {_status()[1]})'}"
 
 
 def enabled(dtype) -> bool:
@@ -180,15 +195,7 @@ def enabled(dtype) -> bool:
     if jnp.dtype(dtype) != jnp.float32 or jax.default_backend() != "cpu":
         return False
     choice = choice_from_env()
-    if choice == "xla":
-        return False
-    try:
-        _load()
-    except Unavailable as e:
-        if choice == "native":
-            raise ConfigError(f"{ENV}=native: the native CPU kernels cannot be used: {e}") from None
-        return False
-    return True
+    return choice != "xla" and _native(choice) is not None
 
 
 def dense(x: jax.Array, kernel: jax.Array, bias: jax.Array, activation: str | None = None) -> jax.Array:

@@ -31,10 +31,13 @@ class Linear(nnx.Linear):
 
     def __call__(self, x: jax.Array, activation: str | None = None) -> jax.Array:
         if cpu_kernels.enabled(self.dtype or x.dtype) and x.dtype == jnp.float32:
-            bias = self.bias[...] if self.bias is not None else jnp.zeros((self.out_features,), jnp.float32)
-            return cpu_kernels.dense(x, self.kernel[...], bias, activation)
+            return cpu_kernels.dense(x, self.kernel[...], self.bias_or_zeros(), activation)
         y = super().__call__(x)
         return y if activation is None else activate(y, activation)
+
+    def bias_or_zeros(self) -> jax.Array:
+        """The bias, or zeros for a layer without one (the native kernel always adds one)."""
+        return self.bias[...] if self.bias is not None else jnp.zeros((self.out_features,), jnp.float32)
 
 
 def linear(d_in: int, d_out: int, dtype, rngs: nnx.Rngs, use_bias: bool = True) -> Linear:
@@ -147,8 +150,7 @@ class Attention(nnx.Module):
         place by the attention kernel."""
         layers = (self.q, self.k, self.v)
         kernel = jnp.concatenate([p.kernel[...] for p in layers], axis=1)
-        bias = jnp.concatenate([p.bias[...] if p.bias is not None else jnp.zeros((p.out_features,), jnp.float32)
-                                for p in layers])
+        bias = jnp.concatenate([p.bias_or_zeros() for p in layers])
         b, t, d = x.shape
         qkv = cpu_kernels.dense(x, kernel, bias).reshape(b, t, 3, self.num_heads, d // self.num_heads)
         return cpu_kernels.packed_attention(qkv)

@@ -3,6 +3,7 @@
     python benchmarks/encoders.py                 # all three at full size, float32, batch 4
     python benchmarks/encoders.py --quick         # batch 2, fewer repeats
     python benchmarks/encoders.py --bf16          # also bfloat16 (GPU): images/s and fraction of peak
+    python benchmarks/encoders.py --profile       # also where each Flax forward's time goes, by kind of operation
 
 Both sides get identical weights (the Flax side is converted from the PyTorch module's state dict through the
 real converter rules) and identical inputs; outputs are compared so a fast wrong answer cannot win. The two sides
@@ -45,6 +46,35 @@ def vit_flops(cfg, size: int) -> float:
     if cfg.proj_dim:
         total += 2 * d * cfg.proj_dim
     return float(total)
+
+
+def profile_shares(fn) -> dict[str, float]:
+    """Share of one call's XLA execution time by kind of operation (``jax.profiler`` trace of the XLA threads):
+    the native kernels' custom calls (``ffi_call``), XLA's fusions, and the rest, each as a fraction of the sum."""
+    import collections
+    import glob
+    import tempfile
+
+    from jax.profiler import ProfileData
+
+    with tempfile.TemporaryDirectory() as d:
+        with jax.profiler.trace(d):
+            fn()
+        data = ProfileData.from_file(glob.glob(os.path.join(d, "**", "*.xplane.pb"), recursive=True)[0])
+    kinds: collections.Counter = collections.Counter()
+    for plane in data.planes:
+        for line in plane.lines:
+            if not line.name.startswith("tf_XLAEigen"):  # the threads XLA:CPU runs a program's operations on
+                continue
+            for event in line.events:
+                name = event.name
+                if name.startswith(("ThunkExecutor", "end:", "ThreadpoolListener", "SlinkyThreadPool")):
+                    continue
+                kind = "native kernels" if name.startswith("ffi_call") else (
+                    "XLA fusions" if "fusion" in name else "other XLA operations")
+                kinds[kind] += event.duration_ns
+    total = sum(kinds.values()) or 1
+    return {k: v / total for k, v in kinds.most_common()}
 
 
 def torch_reference(name):
@@ -112,6 +142,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="batch 2, 2 repeats")
     ap.add_argument("--bf16", action="store_true", help="also time bfloat16 compute (meant for GPUs)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also trace one Flax forward per encoder and print its time by kind of operation")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch side (e.g. on a GPU without torch CUDA)")
     ap.add_argument("--host-memory", choices=hostmem.POLICIES, default=None,
                     help="malloc policy for the whole process, both frameworks alike (default: as jaxprobe's "
@@ -154,6 +186,10 @@ def main():
             err = float(np.linalg.norm(np.asarray(g) - ref_g) / np.linalg.norm(ref_g))
         print(f"{name:<11} {s:>4} {args.batch / t_flax:>11.2f} {args.batch / t_torch:>12.2f} "
               f"{t_torch / t_flax:>10.2f} {err:>11.1e}")
+        if args.profile:
+            shares = profile_shares(run_flax)
+            print(f"{'':<11} profile of one forward: " + (", ".join(f"{k} {v:.1%}" for k, v in shares.items())
+                                                          or "no XLA:CPU operations in the trace (not on the CPU?)"))
         if args.bf16:
             enc16 = flax_from_torch(name, model, fam, "bfloat16")
             t16 = timeit(lambda: jax.block_until_ready(enc16.embed(xj)), args.repeats)

@@ -49,10 +49,13 @@ def vit_flops(cfg, size: int) -> float:
 
 
 def profile_shares(fn) -> dict[str, float]:
-    """Share of one call's XLA execution time by kind of operation (``jax.profiler`` trace of the XLA threads):
-    the native kernels' custom calls (``ffi_call``), XLA's fusions, and the rest, each as a fraction of the sum."""
+    """Share of one call's XLA execution time by kind of operation (``jax.profiler`` trace): the native kernels'
+    custom calls (``ffi_call``), XLA's fusions, and the rest, each as a fraction of their sum. The operations are
+    the events named like HLO instructions on the threads XLA:CPU runs a program on (its client thread, which runs
+    small programs itself, and its intra-op pool)."""
     import collections
     import glob
+    import re
     import tempfile
 
     from jax.profiler import ProfileData
@@ -61,14 +64,15 @@ def profile_shares(fn) -> dict[str, float]:
         with jax.profiler.trace(d):
             fn()
         data = ProfileData.from_file(glob.glob(os.path.join(d, "**", "*.xplane.pb"), recursive=True)[0])
+    hlo_name = re.compile(r"[a-z][a-z0-9_-]*(\.[0-9]+)*")
     kinds: collections.Counter = collections.Counter()
     for plane in data.planes:
         for line in plane.lines:
-            if not line.name.startswith("tf_XLAEigen"):  # the threads XLA:CPU runs a program's operations on
+            if not line.name.startswith(("tf_XLAEigen", "tf_XLAPjRtCpuClient")):
                 continue
             for event in line.events:
                 name = event.name
-                if name.startswith(("ThunkExecutor", "end:", "ThreadpoolListener", "SlinkyThreadPool")):
+                if not hlo_name.fullmatch(name):  # executor and thread-pool bookkeeping, "end: ..." markers
                     continue
                 kind = "native kernels" if name.startswith("ffi_call") else (
                     "XLA fusions" if "fusion" in name else "other XLA operations")

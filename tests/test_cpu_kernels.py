@@ -262,3 +262,23 @@ def test_many_tiny_calls_at_once_neither_crash_nor_hang():
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", STRESS], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0 and done.stdout.strip().endswith("done"), (done.returncode, done.stderr[-2000:])
+
+
+@native
+def test_benchmark_profile_attributes_time_to_the_native_kernels():
+    # benchmarks/encoders.py --profile backs the README's "where the time goes"; a dense layer large enough to
+    # dominate a small fused epilogue must show up as the native kernels' share.
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.encoders import profile_shares
+
+    loaded, why_not = cpu_kernels._status()
+    assert loaded, why_not
+    rng = np.random.default_rng(0)
+    x = jax.device_put(rng.standard_normal((512, 512)).astype(np.float32))
+    w = jax.device_put(rng.standard_normal((512, 1024)).astype(np.float32))
+    b = jax.device_put(np.zeros(1024, np.float32))
+    f = jax.jit(lambda x: cpu_kernels.dense(x, w, b, "gelu").sum(axis=1))
+    jax.block_until_ready(f(x))
+    shares = profile_shares(lambda: jax.block_until_ready(f(x)))
+    assert abs(sum(shares.values()) - 1.0) < 1e-9
+    assert shares["native kernels"] > 0.5, shares

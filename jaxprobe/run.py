@@ -270,6 +270,17 @@ def run_analysis(config: ConfigDict, workdir: Path) -> Path:
         return _run_analysis(config, workdir)
 
 
+def note_kernel_path(name: str, store) -> None:
+    """Log it when a store's embeddings were computed on another CPU kernel path than this process would take.
+    Stores are keyed by what determines an encoder's outputs, and the native and XLA paths agree to float32
+    rounding, so the store is used; results.json records the path that computed it (``embedded_with``)."""
+    made = store.meta.get("versions", {}).get("cpu_kernels")
+    now = cpu_kernels.summary()
+    if made and made.split()[0] != now.split()[0]:
+        log.info(f"{name}: the embeddings in {store.path} were computed with the {made.split()[0]} CPU kernels "
+                 f"({made}); this process would use {now.split()[0]}; the two agree to float32 rounding")
+
+
 def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
     from . import baselines, predictions
     from .heads import FEATURES
@@ -293,7 +304,8 @@ def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
     for name in config.encoders.names:
         with timings.stage(f"embed:{name}"):
             encoder, store = store_for(config, task, name, inputs, FEATURES[config.head.name])
-        provenance[name] = encoder.provenance()
+        provenance[name] = {**encoder.provenance(), "embedded_with": store.meta.get("versions", {})}
+        note_kernel_path(name, store)
         trivial[name] = baselines.for_encoder(task, store, config.target, inputs.rows("train"), inputs.rows("test"),
                                               list(config.stats.metrics), pr_auc=config.stats.pr_auc,
                                               empty_mask_rule=config.stats.empty_mask_rule)

@@ -152,6 +152,24 @@ def test_rerun_reuses_stores_and_heads(tmp_path, cache, capsys):
     assert (tmp_path / "a" / "predictions" / "rad_dino" / "summary.json").is_file()
 
 
+def test_results_say_which_cpu_kernels_computed_the_embeddings(tmp_path, monkeypatch):
+    """Stores are shared across the CPU kernel paths (they agree to float32 rounding); results.json records the
+    path that computed each encoder's embeddings, and a run that reuses another path's store says so."""
+    from jaxprobe.encoders import cpu_kernels
+
+    cache = tmp_path / "c"
+    monkeypatch.setenv("JAXPROBE_CPU_KERNELS", "xla")
+    assert _run("ptx_cls", tmp_path / "a", cache) == 0
+    monkeypatch.delenv("JAXPROBE_CPU_KERNELS")
+    assert _run("ptx_cls", tmp_path / "b", cache) == 0
+    for run in ("a", "b"):
+        encoders = json.loads((tmp_path / run / "results.json").read_text())["encoders"]
+        assert all(e["embedded_with"]["cpu_kernels"] == "XLA (JAXPROBE_CPU_KERNELS=xla)" for e in encoders.values())
+    notes = (tmp_path / "b" / "run.log").read_text().count("were computed with the XLA CPU kernels")
+    assert notes == (3 if cpu_kernels.summary().startswith("native") else 0)
+    assert "CPU kernels" not in (tmp_path / "a" / "run.log").read_text().replace("encoder CPU kernels: XLA", "")
+
+
 def test_the_cardiomegaly_analyses_share_one_store_per_encoder(tmp_path):
     """The segmentation analyses build one store per encoder with patch tokens and add their masks as side arrays
     (heart for both heads: one side array); the classification and regression analyses of the same images read

@@ -384,4 +384,4 @@ def _versions() -> dict[str, str]:
     from ..encoders import cpu_kernels
 
     return {"jax": jax.__version__, "numpy": np.__version__,
-            "cpu_kernels": cpu_kernels.describe().removeprefix("encoder CPU kernels: ")}
+            "cpu_kernels": cpu_kernels.summary()}

@@ -179,15 +179,21 @@ def _native(choice: str) -> str | None:
     return description
 
 
-def describe() -> str:
-    """One line for the run log: which kernels the encoders use on the CPU, and why."""
+def summary() -> str:
+    """Which kernels the encoders use on the CPU, and why: "native (...)", "XLA (...)" or "not used (...)" (the
+    first word names the path; embedding stores record this string)."""
     choice = choice_from_env()
     if jax.default_backend() != "cpu":
-        return f"encoder CPU kernels: not used (the backend is {jax.default_backend()})"
+        return f"not used (the backend is {jax.default_backend()})"
     if choice == "xla":
-        return f"encoder CPU kernels: XLA ({ENV}=xla)"
+        return f"XLA ({ENV}=xla)"
     description = _native(choice)
-    return f"encoder CPU kernels: {description or f'XLA (native unavailable: {_status()[1]})'}"
+    return description or f"XLA (native unavailable: {_status()[1]})"
+
+
+def describe() -> str:
+    """One line for the run log: which kernels the encoders use on the CPU, and why."""
+    return f"encoder CPU kernels: {summary()}"
 
 
 def enabled(dtype) -> bool:

@@ -276,9 +276,12 @@ def note_kernel_path(name: str, store) -> None:
     rounding, so the store is used; results.json records the path that computed it (``embedded_with``)."""
     made = store.meta.get("versions", {}).get("cpu_kernels")
     now = cpu_kernels.summary()
-    if made and made.split()[0] != now.split()[0]:
-        log.info(f"{name}: the embeddings in {store.path} were computed with the {made.split()[0]} CPU kernels "
-                 f"({made}); this process would use {now.split()[0]}; the two agree to float32 rounding")
+    if made is None:
+        log.info(f"{name}: the store {store.path} does not record which encoder CPU kernels computed it (written "
+                 f"by a jaxprobe before they were recorded; this process's: {now})")
+    elif made.split(" (")[0] != now.split(" (")[0]:  # "native", "XLA" or "not used" (an accelerator)
+        log.info(f"{name}: the embeddings in {store.path} were computed on another path (encoder CPU kernels: "
+                 f"{made}) than this process's ({now}); the paths agree within the encoders' float32 parity")
 
 
 def _run_analysis(config: ConfigDict, workdir: Path) -> Path:

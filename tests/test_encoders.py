@@ -76,7 +76,7 @@ def test_folder_without_encoder_json_points_to_the_converter(tmp_path):
 
 def test_weights_given_as_host_arrays_go_to_the_device_once():
     # A converter hands the module numpy weights, often transposed views; before the fix every embed call re-sent
-    # them all to the device (and transposed each view): 10-15% of a forward on two cores. The transfer guard
+    # them all to the device (and transposed each view), a cost on every forward. The transfer guard
     # fails any host-to-device copy made during the calls.
     import jax
     from flax import nnx

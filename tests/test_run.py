@@ -165,9 +165,18 @@ def test_results_say_which_cpu_kernels_computed_the_embeddings(tmp_path, monkeyp
     for run in ("a", "b"):
         encoders = json.loads((tmp_path / run / "results.json").read_text())["encoders"]
         assert all(e["embedded_with"]["cpu_kernels"] == "XLA (JAXPROBE_CPU_KERNELS=xla)" for e in encoders.values())
-    notes = (tmp_path / "b" / "run.log").read_text().count("were computed with the XLA CPU kernels")
-    assert notes == (3 if cpu_kernels.summary().startswith("native") else 0)
-    assert "CPU kernels" not in (tmp_path / "a" / "run.log").read_text().replace("encoder CPU kernels: XLA", "")
+    note = "were computed on another path (encoder CPU kernels: XLA (JAXPROBE_CPU_KERNELS=xla))"
+    assert (tmp_path / "b" / "run.log").read_text().count(note) == (3 if cpu_kernels.summary().startswith("native")
+                                                                     else 0)
+    assert "were computed on another path" not in (tmp_path / "a" / "run.log").read_text()
+    # a store written before the path was recorded says that it does not know
+    for meta in (cache / "embeddings").glob("rad_dino-*/meta.json"):
+        values = json.loads(meta.read_text())
+        del values["versions"]["cpu_kernels"]
+        meta.write_text(json.dumps(values))
+    assert _run("ptx_cls", tmp_path / "c", cache) == 0
+    log = (tmp_path / "c" / "run.log").read_text()
+    assert log.count("does not record which encoder CPU kernels computed it") == 1 and "rad_dino: the store" in log
 
 
 def test_the_cardiomegaly_analyses_share_one_store_per_encoder(tmp_path):

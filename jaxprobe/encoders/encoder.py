@@ -50,7 +50,7 @@ class Encoder:
         self.meta = meta or {}
         # The weights go to the device once, as row-major device arrays: left as host arrays (a converter's or a
         # state-dict port's numpy, often transposed views) every call re-sent them all, transposing each such view
-        # (RAD-DINO: 344 MB, 73 transposes, 10% of a batch-4 forward on two CPU cores).
+        # (RAD-DINO: 344 MB and 73 transposes per call; see README, "Where the encoders' CPU time goes").
         self.graphdef, state = nnx.split(module)
         self.state = jax.device_put(state)
         nnx.update(module, self.state)

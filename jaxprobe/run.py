@@ -270,20 +270,6 @@ def run_analysis(config: ConfigDict, workdir: Path) -> Path:
         return _run_analysis(config, workdir)
 
 
-def note_kernel_path(name: str, store) -> None:
-    """Log it when a store's embeddings were computed on another CPU kernel path than this process would take.
-    Stores are keyed by what determines an encoder's outputs, and the native and XLA paths agree to float32
-    rounding, so the store is used; results.json records the path that computed it (``embedded_with``)."""
-    made = store.meta.get("versions", {}).get("cpu_kernels")
-    now = cpu_kernels.summary()
-    if made is None:
-        log.info(f"{name}: the store {store.path} does not record which encoder CPU kernels computed it (written "
-                 f"by a jaxprobe before they were recorded; this process's: {now})")
-    elif made.split(" (")[0] != now.split(" (")[0]:  # "native", "XLA" or "not used" (an accelerator)
-        log.info(f"{name}: the embeddings in {store.path} were computed on another path (encoder CPU kernels: "
-                 f"{made}) than this process's ({now}); the paths agree within the encoders' float32 parity")
-
-
 def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
     from . import baselines, predictions
     from .heads import FEATURES
@@ -308,7 +294,6 @@ def _run_analysis(config: ConfigDict, workdir: Path) -> Path:
         with timings.stage(f"embed:{name}"):
             encoder, store = store_for(config, task, name, inputs, FEATURES[config.head.name])
         provenance[name] = {**encoder.provenance(), "embedded_with": store.meta.get("versions", {})}
-        note_kernel_path(name, store)
         trivial[name] = baselines.for_encoder(task, store, config.target, inputs.rows("train"), inputs.rows("test"),
                                               list(config.stats.metrics), pr_auc=config.stats.pr_auc,
                                               empty_mask_rule=config.stats.empty_mask_rule)

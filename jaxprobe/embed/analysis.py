@@ -124,4 +124,21 @@ def store_for(config: ConfigDict, task: Task, name: str, inputs: Inputs, feature
                     mask_settings=mask_settings, targets=inputs.targets, extra=extra,
                     batch_size=config.embed.batch_size, chunk_size=config.embed.chunk_size,
                     workers=config.embed.workers, log=log)
+    note_kernel_path(name, store, log)
     return encoder, store
+
+
+def note_kernel_path(name: str, store, log=log.info) -> None:
+    """Say so when a store's embeddings were computed on another CPU kernel path than this process would take.
+    Stores are keyed by what determines an encoder's outputs, and the native and XLA paths agree to float32
+    rounding, so the store is used; results.json records the path that computed it (``embedded_with``)."""
+    from ..encoders import cpu_kernels
+
+    made = store.meta.get("versions", {}).get("cpu_kernels")
+    now = cpu_kernels.summary()
+    if made is None:
+        log(f"{name}: the store {store.path} does not record which encoder CPU kernels computed it (written by a "
+            f"jaxprobe before they were recorded; this process's: {now})")
+    elif made.split(" (")[0] != now.split(" (")[0]:  # "native", "XLA" or "not used" (an accelerator)
+        log(f"{name}: the embeddings in {store.path} were computed on another path (encoder CPU kernels: {made}) "
+            f"than this process's ({now}); the paths agree within the encoders' float32 parity")

@@ -8,7 +8,7 @@ when no data root is given or an encoder has no checkpoint), ``configs/ptx_custo
 """
 from ml_collections import ConfigDict
 
-from jaxprobe.config import profile_arg
+from jaxprobe.config import profile_arg, user_cache_root
 from jaxprobe.encoders.registry import STUDY_NAMES
 
 
@@ -36,7 +36,8 @@ def base(analysis: str, *, source: str, task: str, target: str, title: str, head
     # the values of the authors' public code, from the ``authors`` block below (README: fidelity table)
     c.protocol = "paper"
     c.workdir = f"runs/{analysis}"  # --workdir overrides
-    c.cache_dir = "~/.cache/jaxprobe"  # synthetic data, converted checkpoints, embedding stores
+    # synthetic data, converted checkpoints, embedding stores: $XDG_CACHE_HOME/jaxprobe, else ~/.cache/jaxprobe
+    c.cache_dir = str(user_cache_root())
     c.seed = 0
 
     c.data = ConfigDict()

@@ -59,6 +59,15 @@ def profile_arg(arg: str | None) -> str:
     return profile
 
 
+def user_cache_root(environ=None) -> Path:
+    """jaxprobe's folder in the user's cache: ``$XDG_CACHE_HOME/jaxprobe`` where that variable holds an absolute
+    path (the XDG base directory spec ignores an empty or relative one), else ``~/.cache/jaxprobe``. The default
+    ``cache_dir`` of every analysis and the home of the compiled CPU kernels."""
+    base = (os.environ if environ is None else environ).get("XDG_CACHE_HOME", "")
+    root = Path(base) if os.path.isabs(base) else Path(os.path.expanduser("~")) / ".cache"
+    return root / "jaxprobe"
+
+
 def cache_dir(config: ConfigDict) -> Path:
     """Where synthetic data, converted checkpoints and embedding stores are kept (``config.cache_dir``)."""
     return Path(os.path.expanduser(config.cache_dir)).absolute()

@@ -152,3 +152,17 @@ def test_the_whole_config_is_checked_before_any_work(tmp_path, capsys, override,
     err = capsys.readouterr().err
     assert f"  {key}: " in err and "Traceback" not in err
     assert not (tmp_path / "cache").exists() and not (workdir / "split.csv").exists()  # nothing was done
+
+
+def test_the_default_cache_follows_xdg_cache_home_for_stores_and_kernels(tmp_path, monkeypatch):
+    from jaxprobe.encoders import cpu_kernels
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    config = parse("--config", str(CONFIGS / "ptx_custom.py")).config
+    assert config_lib.cache_dir(config) == tmp_path / "xdg" / "jaxprobe"
+    assert cpu_kernels.cache_root() == tmp_path / "xdg" / "jaxprobe" / "kernels"
+    home = Path("~").expanduser() / ".cache" / "jaxprobe"
+    for ignored in ("", "relative/cache"):  # the XDG spec: an empty or relative value is not used
+        monkeypatch.setenv("XDG_CACHE_HOME", ignored)
+        assert config_lib.cache_dir(parse("--config", str(CONFIGS / "ptx_cls.py")).config) == home
+        assert cpu_kernels.cache_root() == home / "kernels"

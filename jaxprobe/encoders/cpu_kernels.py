@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..config import user_cache_root
 from ..errors import ConfigError
 
 ENV = "JAXPROBE_CPU_KERNELS"
@@ -90,8 +91,7 @@ def find_compiler() -> str:
 
 
 def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "jaxprobe" / "kernels"
+    return user_cache_root() / "kernels"
 
 
 def build(compiler: str, root: Path | None = None) -> Path:

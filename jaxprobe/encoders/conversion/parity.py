@@ -57,10 +57,12 @@ def verify(ckpt: str | Path, src: str | Path, *, tolerance: float = DEFAULT_TOLE
     for size, count in ((native, n_images), (other, 1)):
         encoder = load(ckpt, input_size=size)
         pixels = rng.standard_normal((count, size, size, 3)).astype(np.float32)
-        g, p = encoder.embed(pixels)
+        # waited for before the reference starts: JAX dispatches asynchronously, and the two frameworks computing
+        # at once on the same cores oversubscribe them (a full-size check ran about a quarter slower)
+        g, p = (np.asarray(a) for a in encoder.embed(pixels))
         ref_g, ref_p = reference(pixels)
         case = {"input_size": size, "native": size == native, "n_images": count,
-                "global": _errors(np.asarray(g), ref_g), "patches": _errors(np.asarray(p), ref_p),
+                "global": _errors(g, ref_g), "patches": _errors(p, ref_p),
                 "global_shape": list(np.shape(g)), "patches_shape": list(np.shape(p))}
         cases.append(case)
         log(f"parity {name} @ {size}px x{count}: global rel {case['global']['rel']:.2e} "

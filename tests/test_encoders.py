@@ -98,3 +98,30 @@ def test_weights_given_as_host_arrays_go_to_the_device_once():
             got = jax.block_until_ready(enc.embed(pixels))
     for g, w in zip(got, want):
         np.testing.assert_array_equal(np.asarray(g), w)
+
+
+def test_the_abstract_structure_is_traced_once_per_architecture_and_each_call_gets_its_own(monkeypatch):
+    # Loading a converted folder restores into build_module's abstract structure; tracing a full-size ViT's
+    # initialisers takes seconds, and a conversion's parity check used to trace the same one three times.
+    import jax
+    from flax import nnx
+
+    from jaxprobe.encoders import abstract_module
+    from jaxprobe.encoders import encoder as encoder_module
+
+    weights = encoders.load("rad_dino", width=40, depth=1, num_heads=2, mlp_dim=80)
+    cfg = weights.config
+    traced = []
+    real = encoder_module.build_module
+    monkeypatch.setattr(encoder_module, "build_module", lambda *a, **k: traced.append(a) or real(*a, **k))
+    encoder_module._abstract_split.cache_clear()
+
+    def abstract(module):
+        return [isinstance(leaf, jax.ShapeDtypeStruct) for leaf in jax.tree.leaves(nnx.state(module))]
+
+    first, second = abstract_module(cfg), abstract_module(cfg)
+    assert len(traced) == 1 and first is not second and all(abstract(second))
+    nnx.update(first, nnx.state(weights.module))  # restoring weights into one leaves the others abstract
+    assert not any(abstract(first)) and all(abstract(second)) and all(abstract(abstract_module(cfg)))
+    abstract_module(cfg, dtype="bfloat16")
+    assert len(traced) == 2  # a new dtype is a new structure

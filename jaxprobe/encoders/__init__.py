@@ -6,7 +6,7 @@
 >>> g, p = enc.embed(pixels)                # pixels: float32 [B, S, S, 3], already normalised
 >>> names(), registry.get("rad_dino").display_name
 
-JAX is imported only when ``Encoder``, ``build_module`` or ``load`` is first used, so code that only needs the
+JAX is imported only when ``Encoder``, ``build_module``, ``abstract_module`` or ``load`` is first used, so code that only needs the
 registry (display names, config defaults) stays light.
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ from .config import ViTConfig
 from .registry import names
 from .spec import EncoderSpec
 
-__all__ = ["Encoder", "EncoderSpec", "ViTConfig", "build_module", "load", "names", "registry"]
-_FROM_ENCODER = ("Encoder", "build_module", "load")
+__all__ = ["Encoder", "EncoderSpec", "ViTConfig", "abstract_module", "build_module", "load", "names", "registry"]
+_FROM_ENCODER = ("Encoder", "abstract_module", "build_module", "load")
 
 
 def __getattr__(attr: str):

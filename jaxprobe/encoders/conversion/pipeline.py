@@ -8,7 +8,7 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any
 
-from jaxprobe.encoders import build_module, checkpoint, families, registry
+from jaxprobe.encoders import abstract_module, checkpoint, families, registry
 
 from .hf import sha256
 from .parity import DEFAULT_TOLERANCE, verify, versions
@@ -40,7 +40,7 @@ def convert_params(name: str, src: str | Path):
                          source=", ".join(map(str, source.weight_files)))
     from flax import nnx
 
-    abstract = nnx.to_pure_dict(nnx.state(nnx.eval_shape(lambda: build_module(source.config)), nnx.Param))
+    abstract = nnx.to_pure_dict(nnx.state(abstract_module(source.config), nnx.Param))
     check_against(params, abstract, str(src))
     return source, params
 

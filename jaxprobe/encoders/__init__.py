@@ -6,8 +6,8 @@
 >>> g, p = enc.embed(pixels)                # pixels: float32 [B, S, S, 3], already normalised
 >>> names(), registry.get("rad_dino").display_name
 
-JAX is imported only when ``Encoder``, ``build_module``, ``abstract_module`` or ``load`` is first used, so code that only needs the
-registry (display names, config defaults) stays light.
+JAX is imported only when ``Encoder``, ``build_module``, ``abstract_module`` or ``load`` is first used, so code
+that only needs the registry (display names, config defaults) stays light.
 """
 from __future__ import annotations
 

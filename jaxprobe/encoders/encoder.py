@@ -38,7 +38,7 @@ def _abstract_split(config: ViTConfig, dtype: str):
 def abstract_module(config: ViTConfig, *, dtype: str = "float32") -> nnx.Module:
     """``build_module``'s structure with shapes in place of weights (to restore a checkpoint into), traced once per
     architecture and dtype in a process: tracing a full-size ViT's initialisers takes seconds (CheXagent's about
-    3.5 s on 2 cores; JAX's per-tracer bookkeeping grows with the trace), and a conversion or a run loads the same
+    3 s on 2 cores; JAX's per-tracer bookkeeping grows with the trace), and a conversion or a run loads the same
     architecture several times. Each call returns a module of its own."""
     graphdef, state = _abstract_split(config, dtype)
     return nnx.merge(graphdef, jax.tree.map(lambda leaf: leaf, state))

@@ -58,7 +58,7 @@ def verify(ckpt: str | Path, src: str | Path, *, tolerance: float = DEFAULT_TOLE
         encoder = load(ckpt, input_size=size)
         pixels = rng.standard_normal((count, size, size, 3)).astype(np.float32)
         # waited for before the reference starts: JAX dispatches asynchronously, and the two frameworks computing
-        # at once on the same cores oversubscribe them (a full-size check ran about a quarter slower)
+        # at once on the same cores oversubscribe them (in a full-size check the reference's GEMMs ran at half speed)
         g, p = (np.asarray(a) for a in encoder.embed(pixels))
         ref_g, ref_p = reference(pixels)
         case = {"input_size": size, "native": size == native, "n_images": count,

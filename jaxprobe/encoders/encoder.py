@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 import jax
@@ -30,7 +29,7 @@ def build_module(config: ViTConfig, *, dtype: str = "float32", seed: int = 0) ->
     return module_class(config, dtype=DTYPES[dtype], rngs=nnx.Rngs(seed))
 
 
-@functools.lru_cache(maxsize=32)
+@lru_cache(maxsize=32)
 def _abstract_split(config: ViTConfig, dtype: str):
     return nnx.split(nnx.eval_shape(lambda: build_module(config, dtype=dtype)))
 

@@ -28,9 +28,9 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 
 
 def pytest_sessionfinish(session):
-    """Under pytest-xdist, a worker's last garbage is collected before the controller stops it: stopping
-    interrupts the worker's main thread, and landing inside JAX's gc callback printed a KeyboardInterrupt
-    traceback at the end of every run."""
+    """Under pytest-xdist, a worker's last garbage is collected before it reports that it has finished, and
+    no later: execnet sends SIGINT to a worker still busy 5 s after the controller stops it, and the interrupt,
+    landing inside JAX's gc callback, printed a KeyboardInterrupt traceback at the end of two of three runs."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import gc
 
